@@ -1,0 +1,3 @@
+"""blursynth: sharp/blurred training pairs for motion deblurring, rendered from one exposure model."""
+
+__version__ = "0.1.0"
