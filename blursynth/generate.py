@@ -1,0 +1,140 @@
+"""One sample end to end, from (recipe, source, seed, index): source -> compose -> render -> camera -> record.
+
+`make_sample` is a pure function of its arguments (every random number comes from `seeding.stage_rng`), so
+the runner may call it in any process, in any order. `write_shard` makes one shard: the unit of work, of
+retry and of resume.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .camera import apply_camera, sample_camera
+from .recipe import Recipe
+from .render import render
+from .scene import compose
+from .seeding import stage_rng
+from .sources import Source, SourceError
+from .store.codec import encode_array, encode_image, encode_meta
+from .store.shard import ShardInfo, ShardWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sample:
+    """A finished sample: uint8 RGB images, the linear blur map, and its meta."""
+
+    index: int
+    sharp: np.ndarray
+    blur: np.ndarray
+    blur_map: np.ndarray
+    meta: dict
+
+
+@dataclass
+class Skip:
+    index: int
+    source_id: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "source_id": self.source_id, "reason": self.reason}
+
+
+@dataclass
+class Timings:
+    """Seconds spent per stage, summed over the samples timed."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def make_sample(recipe: Recipe, source: Source, seed: int, index: int, timings: Timings | None = None) -> Sample | Skip:
+    """Generate sample `index` of the run with global `seed`; a bad input gives a Skip with its reason."""
+    timings = timings or Timings()
+    with timings.stage("source"):
+        try:
+            item = source.get(index, stage_rng(seed, index, "source"))
+        except SourceError as exc:
+            source_id = getattr(source, "source_id", lambda i: "?")(index)
+            return Skip(index, source_id, str(exc))
+    camera = sample_camera(recipe.camera, stage_rng(seed, index, "camera"))
+    with timings.stage("compose"):
+        scene, scene_params = compose(item.image, item.masks, item.labels, recipe, stage_rng(seed, index, "scene"),
+                                      camera.response)
+    with timings.stage("render"):
+        exposure = render(scene, method=recipe.render.method, reference_time=recipe.render.reference_time,
+                          max_samples=recipe.render.max_samples)
+    with timings.stage("camera"):
+        blur, sharp = apply_camera(exposure.blur, exposure.sharp, camera, stage_rng(seed, index, "noise"))
+    magnitude = exposure.blur_map[..., 2]
+    meta = {
+        "index": index,
+        "seed": seed,
+        "source_id": item.source_id,
+        "view": item.view,
+        "size": [blur.shape[1], blur.shape[0]],
+        "scene": scene_params,
+        "camera": camera.to_meta(),
+        "render": {"method": exposure.method, "samples": exposure.samples,
+                   "reference_time": recipe.render.reference_time},
+        "blur_px": {"mean": float(magnitude.mean()), "p95": float(np.percentile(magnitude, 95)),
+                    "max": float(magnitude.max())},
+        "blursynth": __version__,
+    }
+    return Sample(index=index, sharp=sharp, blur=blur, blur_map=exposure.blur_map, meta=meta)
+
+
+def encode_sample(sample: Sample, recipe: Recipe, timings: Timings | None = None) -> dict[str, bytes]:
+    """The record stored for a sample: encoded images, meta, and the blur map if the recipe asks for it."""
+    timings = timings or Timings()
+    with timings.stage("encode"):
+        record = {
+            "sharp": encode_image(sample.sharp, recipe.output.codec),
+            "blur": encode_image(sample.blur, recipe.output.codec),
+            "meta": encode_meta(sample.meta),
+        }
+        if recipe.output.blur_map:
+            record["blur_map"] = encode_array(sample.blur_map.astype(np.float16))
+    return record
+
+
+def write_shard(recipe: Recipe, source: Source, seed: int, shard_index: int, indices: range | list[int],
+                out_dir: str | Path, progress=None, timings: Timings | None = None) -> tuple[ShardInfo, list[Skip]]:
+    """Make every sample of one shard and write it under a temporary name, renamed when complete.
+
+    Args:
+        progress: optional callable(n_done: int, skipped: bool) called after each sample.
+    Returns:
+        (ShardInfo, skips).
+    """
+    timings = timings or Timings()
+    skips: list[Skip] = []
+    with ShardWriter(Path(out_dir), shard_index) as writer:
+        for index in indices:
+            result = make_sample(recipe, source, seed, index, timings)
+            if isinstance(result, Skip):
+                log.warning("sample %d skipped: %s (%s)", index, result.reason, result.source_id)
+                skips.append(result)
+            else:
+                record = encode_sample(result, recipe, timings)
+                with timings.stage("write"):
+                    writer.put(index, record)
+            if progress is not None:
+                progress(1, isinstance(result, Skip))
+        info = writer.close()
+    return info, skips

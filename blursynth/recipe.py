@@ -1,0 +1,286 @@
+"""Recipes: typed, validated descriptions of how samples are made.
+
+A recipe is data: YAML files in `pipelines/` (loaded by name) or any path, overridden field by field from the
+command line with dotted keys (`camera.gain=[0.8, 1.2]`). Every field is checked before any work starts, and
+an error names the field. The resolved recipe (`to_dict`) is written into each run's manifest.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+
+
+class RecipeError(ValueError):
+    """A recipe field is missing, unknown, of the wrong type or out of range; the message names the field."""
+
+
+Range = tuple[float, float]
+
+
+@dataclass
+class ShakeRecipe:
+    """Camera shake over the exposure. Lengths are path lengths in pixels of the whole exposure."""
+
+    # probability of each model; they are normalized, "none" gives a static camera
+    models: dict[str, float] = field(default_factory=lambda: {"bf": 0.35, "gp": 0.25, "rotational": 0.3, "none": 0.1})
+    length_px: Range = (2.0, 30.0)
+    # rotational model: horizontal field of view sampled in degrees, roll amplitude in degrees
+    fov_deg: Range = (40.0, 90.0)
+    roll_deg: Range = (0.0, 2.0)
+    # camera translation seen as parallax: shift in pixels of a layer at depth 1 (background), / depth otherwise
+    parallax_px: Range = (0.0, 4.0)
+
+
+@dataclass
+class ObjectRecipe:
+    """Moving segments and their own motion (affine about the segment's centroid)."""
+
+    count: tuple[int, int] = (0, 5)
+    min_area: float = 0.002  # fraction of the image
+    max_area: float = 0.25
+    speed_px: Range = (0.0, 40.0)  # translation path length over the exposure
+    curvature: Range = (-1.5, 1.5)  # change of heading over the exposure, radians
+    rotation_deg: Range = (-8.0, 8.0)
+    scale: Range = (0.95, 1.05)  # size at end / size at start
+    depth: Range = (0.3, 0.9)  # background is at depth 1
+
+
+@dataclass
+class SceneRecipe:
+    objects: ObjectRecipe = field(default_factory=ObjectRecipe)
+    # radius in pixels of the feathered segment edge
+    feather_px: float = 0.7
+    # background behind moving segments: cv2.inpaint at 1/inpaint_scale resolution
+    inpaint_scale: int = 4
+    # linear radiance of near-white pixels is multiplied by 1 + U(highlight_boost) (clipped highlights are
+    # brighter than white; clipping after integration then makes saturated streaks)
+    highlight_threshold: float = 0.94
+    highlight_boost: Range = (0.0, 2.0)
+
+
+@dataclass
+class CameraRecipe:
+    """Sensor model: linear gain, clipping, Poisson-Gaussian noise, response curve, quantization, JPEG."""
+
+    gain: Range = (0.8, 1.3)
+    # response curve: probability of "srgb", otherwise a pure gamma sampled in gamma_range
+    srgb_prob: float = 0.5
+    gamma_range: Range = (1.8, 2.4)
+    # Poisson-Gaussian noise on the blurred image in linear [0, 1] units: variance = shot * x + read^2
+    noise_prob: float = 0.8
+    shot: Range = (1e-4, 2e-3)
+    read: Range = (1e-4, 4e-3)
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple[int, int] = (75, 95)
+
+
+@dataclass
+class RenderRecipe:
+    method: str = "exact"  # "exact" | "layered"
+    reference_time: float = 0.5  # where sharp is taken on the normalized exposure [0, 1]
+    max_samples: int = 256
+
+
+@dataclass
+class OutputRecipe:
+    codec: str = "png"
+    blur_map: bool = False
+
+
+@dataclass
+class Recipe:
+    name: str = "default"
+    size: tuple[int, int] = (1280, 720)  # width, height of every output
+    shake: ShakeRecipe = field(default_factory=ShakeRecipe)
+    scene: SceneRecipe = field(default_factory=SceneRecipe)
+    camera: CameraRecipe = field(default_factory=CameraRecipe)
+    render: RenderRecipe = field(default_factory=RenderRecipe)
+    output: OutputRecipe = field(default_factory=OutputRecipe)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    def validate(self) -> "Recipe":
+        _validate(self)
+        return self
+
+
+def load_recipe(name_or_path: str | Path = "default", overrides: dict[str, Any] | list[str] | None = None) -> Recipe:
+    """Load a recipe by name (a file in pipelines/) or by path, apply overrides, validate.
+
+    Args:
+        name_or_path: "default", "sbdd", ... or a path to a YAML file.
+        overrides: {"camera.gain": [1, 1]} or ["camera.gain=[1, 1]", ...] (values parsed as YAML).
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PIPELINES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PIPELINES_DIR.glob("*.yaml"))
+        raise RecipeError(f"recipe {str(name_or_path)!r} not found (known: {', '.join(known)}; or give a path to a YAML file)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"recipe {path}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe {path}: top level must be a mapping")
+    data.setdefault("name", path.stem)
+    for key, value in _parse_overrides(overrides).items():
+        _set_dotted(data, key, value)
+    return recipe_from_dict(data)
+
+
+def recipe_from_dict(data: dict[str, Any]) -> Recipe:
+    return _build(Recipe, data, "").validate()
+
+
+def _parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed = {}
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"override {item!r} must look like field.path=value")
+        key, raw = item.split("=", 1)
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise RecipeError(f"override {key}: cannot parse value {raw!r}: {exc}") from exc
+    return parsed
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"override {key}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def _build(cls, data: Any, prefix: str):
+    if not isinstance(data, dict):
+        raise RecipeError(f"{prefix or 'recipe'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise RecipeError(f"unknown recipe field {_join(prefix, unknown[0])!r} (valid here: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, _join(prefix, name))
+    return cls(**kwargs)
+
+
+def _coerce(hint, value, name: str):
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, name)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise RecipeError(f"{name}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, f"{name}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        key_t, val_t = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise RecipeError(f"{name}: expected a mapping, got {value!r}")
+        return {_coerce(key_t, k, name): _coerce(val_t, v, f"{name}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        return _coerce(hint, value, name)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecipeError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecipeError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise RecipeError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise RecipeError(f"{name}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _validate(r: Recipe) -> None:
+    from .store.codec import IMAGE_CODECS
+
+    w, h = r.size
+    _check(w >= 16 and h >= 16, "size", f"must be at least 16x16, got {w}x{h}")
+    _check(w <= 16384 and h <= 16384, "size", f"must be at most 16384 on a side, got {w}x{h}")
+    for name in ("length_px", "fov_deg", "roll_deg", "parallax_px"):
+        _range(f"shake.{name}", getattr(r.shake, name), lo=0.0)
+    _check(0 < r.shake.fov_deg[0] and r.shake.fov_deg[1] < 170, "shake.fov_deg", "must lie in (0, 170) degrees")
+    known = {"bf", "gp", "rotational", "none"}
+    for model, p in r.shake.models.items():
+        _check(model in known, f"shake.models.{model}", f"unknown shake model (known: {', '.join(sorted(known))})")
+        _check(p >= 0, f"shake.models.{model}", "probability must be >= 0")
+    _check(sum(r.shake.models.values()) > 0, "shake.models", "probabilities must not all be 0")
+    o = r.scene.objects
+    _range("scene.objects.count", o.count, lo=0)
+    _check(0 <= o.min_area <= o.max_area <= 1, "scene.objects.min_area", "need 0 <= min_area <= max_area <= 1")
+    _range("scene.objects.speed_px", o.speed_px, lo=0.0)
+    _range("scene.objects.curvature", o.curvature)
+    _range("scene.objects.rotation_deg", o.rotation_deg)
+    _range("scene.objects.scale", o.scale, lo=1e-3)
+    _range("scene.objects.depth", o.depth, lo=1e-3)
+    _check(o.depth[1] <= 1.0, "scene.objects.depth", "objects must not lie behind the background (depth <= 1)")
+    _check(r.scene.feather_px >= 0, "scene.feather_px", "must be >= 0")
+    _check(r.scene.inpaint_scale >= 1, "scene.inpaint_scale", "must be >= 1")
+    _range("scene.highlight_boost", r.scene.highlight_boost, lo=0.0)
+    _check(0 < r.scene.highlight_threshold <= 1, "scene.highlight_threshold", "must lie in (0, 1]")
+    c = r.camera
+    _range("camera.gain", c.gain, lo=1e-3)
+    _range("camera.gamma_range", c.gamma_range, lo=0.1)
+    _range("camera.shot", c.shot, lo=0.0)
+    _range("camera.read", c.read, lo=0.0)
+    _range("camera.jpeg_quality", c.jpeg_quality, lo=1)
+    _check(c.jpeg_quality[1] <= 100, "camera.jpeg_quality", "must be <= 100")
+    for name in ("srgb_prob", "noise_prob", "jpeg_prob"):
+        _check(0 <= getattr(c, name) <= 1, f"camera.{name}", "probability must lie in [0, 1]")
+    _check(r.render.method in ("exact", "layered"), "render.method", f"must be 'exact' or 'layered', got {r.render.method!r}")
+    _check(0 <= r.render.reference_time <= 1, "render.reference_time", "must lie in [0, 1]")
+    _check(1 <= r.render.max_samples <= 4096, "render.max_samples", "must lie in [1, 4096]")
+    _check(r.output.codec in IMAGE_CODECS, "output.codec", f"must be one of {', '.join(IMAGE_CODECS)}")
+
+
+def _range(name: str, value, lo: float | None = None) -> None:
+    _check(value[0] <= value[1], name, f"range must be [low, high] with low <= high, got {list(value)}")
+    if lo is not None:
+        _check(value[0] >= lo, name, f"must be >= {lo}, got {list(value)}")
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise RecipeError(f"recipe field {name}: {message}")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _to_plain(obj):
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,234 @@
+"""Scenes: ordered stacks of layers in linear light, each with its motion over the exposure.
+
+`compose` turns a photo and instance masks into a scene: linearize with the sample's response curve, pick the
+moving segments, fill the background behind them (cv2.inpaint) so disoccluded regions show plausible
+background, order layers by depth, and give the camera and every segment a motion. Sampling
+(`sample_scene`, which draws every random number and returns plain data for the meta) is separate from
+building (`build_scene`, a pure function of that data).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .camera import Response
+from .motion import Motion, bf_trajectory, gp_trajectory, object_motion, rotational_motion
+from .recipe import Recipe
+from .seeding import child_seed
+
+
+@dataclass
+class Layer:
+    """One layer of a scene.
+
+    Attributes:
+        rgb: float32 (H, W, 3) linear straight (not premultiplied) RGB; values may exceed 1 (highlights).
+        alpha: float32 (H, W) coverage in [0, 1].
+        motion: layer-to-image homographies over the exposure.
+        depth: relative depth (background 1; smaller is nearer), scales camera-translation parallax.
+        label: class name or description, for meta and errors.
+        extend: outside the image the layer repeats its border (an opaque background, so camera motion does not
+            pull in black) instead of being transparent.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray
+    motion: Motion = field(default_factory=Motion.identity)
+    depth: float = 1.0
+    label: str = ""
+    extend: bool = False
+    _box: tuple[int, int, int, int] | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
+            raise ValueError(f"layer rgb must be (H, W, 3), got {self.rgb.shape}")
+        if self.alpha.shape != self.rgb.shape[:2]:
+            raise ValueError(f"layer alpha {self.alpha.shape} does not match rgb {self.rgb.shape[:2]}")
+        if self.rgb.dtype != np.float32 or self.alpha.dtype != np.float32:
+            raise ValueError("layer rgb and alpha must be float32")
+
+    def support_box(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) inclusive box of the pixels with alpha > 0 (the whole layer if it extends)."""
+        if self._box is None:
+            h, w = self.alpha.shape
+            if self.extend:
+                self._box = (0, 0, w - 1, h - 1)
+            else:
+                rows = np.flatnonzero(self.alpha.max(axis=1) > 0)
+                cols = np.flatnonzero(self.alpha.max(axis=0) > 0)
+                self._box = (0, 0, 0, 0) if len(rows) == 0 else (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1]))
+        return self._box
+
+
+@dataclass
+class Scene:
+    """Layers back to front, all of one size."""
+
+    layers: list[Layer]
+
+    def __post_init__(self):
+        if not self.layers:
+            raise ValueError("a scene needs at least one layer")
+        shapes = {layer.alpha.shape for layer in self.layers}
+        if len(shapes) != 1:
+            raise ValueError(f"all layers must have one size, got {sorted(shapes)}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        h, w = self.layers[0].alpha.shape
+        return w, h
+
+
+def compose(image: np.ndarray, masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.random.Generator,
+            response: Response) -> tuple[Scene, dict]:
+    """Build a scene from a photo and its instance masks.
+
+    Args:
+        image: uint8 (H, W, 3) encoded RGB.
+        masks: bool (K, H, W) instance masks (K may be 0).
+        labels: K class names.
+        recipe: the run's recipe (shake, scene.objects, scene, render.reference_time).
+        rng: the sample's scene stream.
+        response: the sample's camera response, used to linearize the photo.
+    Returns:
+        (scene, params): params is plain data (JSON-able) from which `build_scene` rebuilds the same scene.
+    """
+    params = sample_scene(masks, labels, recipe, rng)
+    return build_scene(image, masks, params, recipe, response), params
+
+
+def sample_scene(masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.random.Generator) -> dict:
+    """Draw every random choice of a scene: moving segments, depths, motions, highlight boost."""
+    k, h, w = masks.shape
+    obj = recipe.scene.objects
+    areas = masks.reshape(k, -1).sum(axis=1) / float(h * w) if k else np.zeros(0)
+    candidates = np.flatnonzero((areas >= obj.min_area) & (areas <= obj.max_area))
+    want = int(rng.integers(obj.count[0], obj.count[1] + 1))
+    chosen = np.sort(rng.choice(candidates, size=min(want, len(candidates)), replace=False)) if len(candidates) else []
+    shake = recipe.shake
+    names = sorted(shake.models)
+    probs = np.array([shake.models[n] for n in names], dtype=np.float64)
+    model = names[int(rng.choice(len(names), p=probs / probs.sum()))]
+    camera = {"model": model, "length_px": _uniform(rng, shake.length_px), "seed": child_seed(rng),
+              "fov_deg": _uniform(rng, shake.fov_deg), "roll_deg": _uniform(rng, shake.roll_deg)}
+    parallax = {"px": _uniform(rng, shake.parallax_px), "angle_rad": _uniform(rng, (0.0, 2 * math.pi))}
+    objects = []
+    for index in chosen:
+        ys, xs = np.nonzero(masks[index])
+        objects.append({
+            "mask_index": int(index),
+            "label": labels[index] if index < len(labels) else "",
+            "area_px": int(len(xs)),
+            "bbox": [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())],
+            "center": [float(xs.mean()), float(ys.mean())],
+            "depth": _uniform(rng, obj.depth),
+            "speed_px": _uniform(rng, obj.speed_px),
+            "heading_rad": _uniform(rng, (0.0, 2 * math.pi)),
+            "curvature_rad": _uniform(rng, obj.curvature),
+            "rotation_deg": _uniform(rng, obj.rotation_deg),
+            "scale": _uniform(rng, obj.scale),
+        })
+    return {"camera": camera, "parallax": parallax, "objects": objects,
+            "highlight_boost": _uniform(rng, recipe.scene.highlight_boost)}
+
+
+def build_scene(image: np.ndarray, masks: np.ndarray, params: dict, recipe: Recipe, response: Response) -> Scene:
+    """Deterministic: the scene described by `params` (from `sample_scene`) on this photo and masks."""
+    h, w = image.shape[:2]
+    cfg = recipe.scene
+    lut = response.lut_to_linear()
+    boost = params["highlight_boost"]
+    linear = _linearize(image, lut, boost, cfg.highlight_threshold)
+    objects = params["objects"]
+    if objects:
+        union = np.zeros((h, w), dtype=np.uint8)
+        for o in objects:
+            union |= masks[o["mask_index"]].astype(np.uint8)
+        background = _linearize(_fill_behind(image, union, cfg.feather_px, cfg.inpaint_scale), lut, boost,
+                                cfg.highlight_threshold)
+    else:
+        background = linear
+    camera = camera_motion(params["camera"], (w, h))
+    t_ref = recipe.render.reference_time
+    layers = [Layer(background, np.ones((h, w), np.float32), _layer_motion(Motion.identity(), camera, params, 1.0, t_ref),
+                    depth=1.0, label="background", extend=True)]
+    for o in sorted(objects, key=lambda o: -o["depth"]):  # back to front
+        alpha = _feather(masks[o["mask_index"]], cfg.feather_px)
+        own = object_motion(tuple(o["center"]), o["speed_px"], o["heading_rad"], o["curvature_rad"], o["rotation_deg"],
+                            o["scale"])
+        layers.append(Layer(linear, alpha, _layer_motion(own, camera, params, o["depth"], t_ref), depth=o["depth"],
+                            label=o["label"]))
+    return Scene(layers)
+
+
+def camera_motion(camera: dict, size: tuple[int, int]) -> Motion:
+    """The camera's image-space motion from its meta ({"model", "length_px", "seed", "fov_deg", "roll_deg"})."""
+    model, length, seed = camera["model"], camera["length_px"], camera["seed"]
+    if model == "bf":
+        return Motion.from_translation(bf_trajectory(seed, length))
+    if model == "gp":
+        return Motion.from_translation(gp_trajectory(seed, length))
+    if model == "rotational":
+        return rotational_motion(seed, size, length, camera["fov_deg"], camera["roll_deg"])
+    if model == "none":
+        return Motion.identity()
+    raise ValueError(f"unknown camera shake model {model!r}")
+
+
+def _layer_motion(own: Motion, camera: Motion, params: dict, depth: float, t_ref: float) -> Motion:
+    """Object motion, then camera translation parallax (/ depth), then camera shake; identity at t_ref."""
+    px, angle = params["parallax"]["px"], params["parallax"]["angle_rad"]
+    motion = own.then(camera)
+    if px > 0:
+        t = np.linspace(0.0, 1.0, 2)[:, None]
+        shift = (px / depth) * t * np.array([[math.cos(angle), math.sin(angle)]])
+        motion = motion.then(Motion.from_translation(shift))
+    return motion.recentered(t_ref)
+
+
+def _linearize(image: np.ndarray, lut: np.ndarray, boost: float, threshold: float) -> np.ndarray:
+    linear = lut[image]
+    if boost > 0:
+        peak = image.max(axis=2).astype(np.float32) / 255.0
+        weight = np.clip((peak - threshold) / max(1.0 - threshold, 1e-6), 0.0, 1.0)
+        if weight.any():
+            linear *= (1.0 + boost * weight * weight * (3.0 - 2.0 * weight))[..., None]
+    return linear
+
+
+def _feather(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    alpha = mask.astype(np.float32)
+    if radius_px > 0:
+        alpha = cv2.GaussianBlur(alpha, (0, 0), radius_px)
+        alpha[alpha < 1e-3] = 0.0
+    return alpha
+
+
+def _fill_behind(image: np.ndarray, union: np.ndarray, feather_px: float, scale: int) -> np.ndarray:
+    """The photo with the moving segments (grown by their feathered edge) replaced by inpainted background.
+
+    Inpainting runs at 1/scale resolution (Telea's cost grows with the area filled) and is upsampled into the
+    hole only.
+    """
+    h, w = union.shape
+    grow = int(math.ceil(3 * feather_px)) + 2
+    hole = cv2.dilate(union, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    small_size = (max(w // scale, 1), max(h // scale, 1))
+    small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
+    small_hole = cv2.resize(hole, small_size, interpolation=cv2.INTER_AREA)
+    small_hole = (small_hole > 0).astype(np.uint8)
+    filled = cv2.inpaint(small, small_hole, 3, cv2.INPAINT_TELEA)
+    up = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
+    out = image.copy()
+    sel = hole.astype(bool)
+    out[sel] = up[sel]
+    return out
+
+
+def _uniform(rng: np.random.Generator, bounds) -> float:
+    lo, hi = bounds
+    return float(lo + (hi - lo) * rng.random())

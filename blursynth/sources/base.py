@@ -1,0 +1,113 @@
+"""What every source yields, and the random view (scale, crop, flip) and mask extraction they share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..segment import graph_segments
+
+# segmenting runs on a copy at most this large (longest side), labels are scaled back with the view
+SEGMENT_MAX_SIDE = 640
+# a segment becomes an instance mask if it covers this fraction of the view
+MASK_AREA = (0.001, 0.4)
+MAX_MASKS = 32
+# and if it fills at least this fraction of its bounding box: a thin sprawling region is not an object
+MIN_FILL = 0.3
+
+
+@dataclass
+class SourceItem:
+    """A sharp photo and its instance masks, at the run's output size.
+
+    Attributes:
+        image: uint8 (H, W, 3) encoded RGB.
+        masks: bool (K, H, W) instance masks (K may be 0).
+        labels: K class names.
+        source_id: where the photo came from (file name, dataset id, built-in photo name).
+        view: the random view applied (scale, crop offset, flip), for the meta.
+    """
+
+    image: np.ndarray
+    masks: np.ndarray
+    labels: list[str]
+    source_id: str
+    view: dict
+
+
+class Source:
+    """Base class: `get(index, rng)` -> SourceItem; raise SourceError for an unusable input."""
+
+    size: tuple[int, int]
+
+    def get(self, index: int, rng: np.random.Generator) -> SourceItem:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def describe(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def segment_labels(image: np.ndarray) -> np.ndarray:
+    """Graph-segmentation label map (int32, same size as `image`), computed on a copy of bounded size."""
+    h, w = image.shape[:2]
+    scale = min(1.0, SEGMENT_MAX_SIDE / max(h, w))
+    if scale < 1.0:
+        small = cv2.resize(image, (max(int(w * scale), 1), max(int(h * scale), 1)), interpolation=cv2.INTER_AREA)
+        labels = graph_segments(small)
+        return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+    return graph_segments(image)
+
+
+def random_view(image: np.ndarray, labels: np.ndarray | None, size: tuple[int, int],
+                rng: np.random.Generator, max_zoom: float = 1.5) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """Scale (covering the output, then up to `max_zoom` more), crop and flip a photo and its label map.
+
+    Returns:
+        (image uint8 (H, W, 3), labels int32 (H, W) or None, view dict for the meta).
+    """
+    out_w, out_h = size
+    h, w = image.shape[:2]
+    u = rng.random(4)
+    scale = max(out_w / w, out_h / h) * (1.0 + (max_zoom - 1.0) * u[0])
+    off_x = u[1] * max(w * scale - out_w, 0.0)
+    off_y = u[2] * max(h * scale - out_h, 0.0)
+    flip = bool(u[3] < 0.5)
+    # output pixel (x, y) <- photo pixel ((x + off) / scale) with optional horizontal flip
+    sx = -scale if flip else scale
+    tx = (w * scale - 1.0 - off_x) if flip else -off_x
+    A = np.array([[sx, 0.0, tx], [0.0, scale, -off_y]])
+    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    out = cv2.warpAffine(image, A, (out_w, out_h), flags=interp, borderMode=cv2.BORDER_REFLECT_101)
+    out_labels = None
+    if labels is not None:
+        out_labels = cv2.warpAffine(labels.astype(np.int32), A, (out_w, out_h), flags=cv2.INTER_NEAREST,
+                                    borderMode=cv2.BORDER_REFLECT_101)
+    view = {"scale": float(scale), "offset": [float(off_x), float(off_y)], "flip": flip}
+    return out, out_labels, view
+
+
+def masks_from_labels(labels: np.ndarray, area=MASK_AREA, max_masks: int = MAX_MASKS, min_fill: float = MIN_FILL) -> np.ndarray:
+    """Instance masks for the compact segments whose area fraction lies in `area`, largest first.
+
+    Args:
+        labels: int32 (H, W) label map.
+        min_fill: least area / bounding-box area of a kept segment.
+    Returns:
+        bool (K, H, W), K <= max_masks.
+    """
+    h, w = labels.shape
+    counts = np.bincount(labels.ravel())
+    frac = counts / float(h * w)
+    keep = np.flatnonzero((frac >= area[0]) & (frac <= area[1]))
+    keep = keep[np.argsort(-counts[keep], kind="stable")]
+    masks = []
+    for label in keep:
+        mask = labels == label
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        if counts[label] >= min_fill * (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1):
+            masks.append(mask)
+            if len(masks) == max_masks:
+                break
+    return np.stack(masks) if masks else np.zeros((0, h, w), dtype=bool)

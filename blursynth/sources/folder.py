@@ -1,0 +1,45 @@
+"""Any folder of images, segmented with the classic graph segmenter."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .base import Source, SourceItem, masks_from_labels, random_view, segment_labels
+from .io import read_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+class FolderSource(Source):
+    """Images found (recursively, sorted) under a folder; sample i uses image i mod n with a random view."""
+
+    def __init__(self, root: str | Path, size: tuple[int, int]):
+        self.root = Path(root)
+        self.size = size
+        if not self.root.is_dir():
+            raise ValueError(f"source folder {self.root} does not exist or is not a directory")
+        self.files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise ValueError(f"source folder {self.root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+
+    def describe(self) -> str:
+        return f"folder {self.root} ({len(self.files)} images)"
+
+    def source_id(self, index: int) -> str:
+        return str(self.files[index % len(self.files)].relative_to(self.root))
+
+    def get(self, index: int, rng: np.random.Generator) -> SourceItem:
+        path = self.files[index % len(self.files)]
+        photo, labels = _read_segmented(str(path))
+        image, view_labels, view = random_view(photo, labels, self.size, rng)
+        masks = masks_from_labels(view_labels)
+        return SourceItem(image=image, masks=masks, labels=["segment"] * len(masks),
+                          source_id=self.source_id(index), view=view)
+
+
+@lru_cache(maxsize=8)
+def _read_segmented(path: str) -> tuple[np.ndarray, np.ndarray]:
+    img = read_image(path)
+    return img, segment_labels(img)
