@@ -12,13 +12,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from functools import lru_cache
+
 import cv2
+import numba
 import numpy as np
 
 from .recipe import CameraRecipe
 
-# above this expected photon count, Poisson(lam) is drawn as N(lam, lam) (error in variance < 1 / lam)
-_GAUSSIAN_LAMBDA = 256.0
+# above this expected photon count, Poisson(lam) is drawn as N(lam, lam): same mean and variance, skewness
+# 1 / sqrt(lam) < 0.18 (the usual heteroscedastic-Gaussian model of raw noise)
+_GAUSSIAN_LAMBDA = 32.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,14 @@ class Response:
     def lut_to_linear(self) -> np.ndarray:
         """float32 (256,) linear value of each 8-bit code."""
         return self.to_linear(np.arange(256, dtype=np.float32) / 255.0)
+
+    def code_thresholds(self) -> np.ndarray:
+        """float64 (255,): the linear value where the 8-bit code steps from c - 1 to c (c = 1..255).
+
+        quantize(to_encoded(x)) == number of thresholds <= x, which `encode_u8` evaluates without a power
+        function per pixel.
+        """
+        return _thresholds(self.kind, self.gamma)
 
 
 @dataclass(frozen=True)
@@ -106,34 +118,64 @@ def apply_camera(blur: np.ndarray, sharp: np.ndarray, params: CameraParams,
     Returns:
         (blur, sharp) uint8 (H, W, 3) encoded RGB.
     """
-    blur_lin = np.multiply(blur, np.float32(params.gain), dtype=np.float32)
+    thresholds = params.response.code_thresholds()
     if params.shot > 0 or params.read > 0:
-        blur_lin = add_noise(blur_lin, params.shot, params.read, rng)
-    blur_u8 = quantize(params.response.to_encoded(blur_lin))
+        blur_u8 = encode_u8(add_noise(np.multiply(blur, np.float32(params.gain), dtype=np.float32), params.shot,
+                                      params.read, rng), 1.0, thresholds)
+    else:
+        blur_u8 = encode_u8(blur, params.gain, thresholds)
     if params.jpeg_quality is not None:
         blur_u8 = jpeg_roundtrip(blur_u8, params.jpeg_quality)
-    sharp_u8 = quantize(params.response.to_encoded(np.multiply(sharp, np.float32(params.gain), dtype=np.float32)))
-    return blur_u8, sharp_u8
+    return blur_u8, encode_u8(sharp, params.gain, thresholds)
+
+
+def encode_u8(linear: np.ndarray, gain: float, thresholds: np.ndarray) -> np.ndarray:
+    """uint8 codes of gain * linear through a response given by its code thresholds (clipping included).
+
+    Equal to quantize(response.to_encoded(gain * linear)) up to values within float rounding of a threshold.
+    """
+    out = np.empty(linear.shape, dtype=np.uint8)
+    _encode_u8(linear.reshape(-1), np.float32(gain), thresholds.astype(np.float32), out.reshape(-1))
+    return out
 
 
 def add_noise(x: np.ndarray, shot: float, read: float, rng: np.random.Generator) -> np.ndarray:
     """Poisson-Gaussian noise: y = shot * Poisson(x / shot) + N(0, read^2), x clipped to >= 0 first.
 
-    Expected photon counts above 256 are drawn from the Gaussian with the same mean and variance (the Poisson
-    sampler costs ~10x more and the distributions agree to < 1/lam in variance there). Returns float32.
+    Below 32 expected photons the Poisson count is exact (inverse CDF on a uniform from `rng`); above, it is
+    drawn from the Gaussian with the same mean and variance, the usual heteroscedastic model of raw noise
+    (skewness 1 / sqrt(lam) < 0.18 there). One uniform and one normal are drawn per value, in a fixed order, so
+    the result is a pure function of (x, shot, read, rng state). Returns float32 of x's shape.
     """
-    x = np.maximum(x, 0.0, dtype=np.float32)
-    y = x.astype(np.float32, copy=True)
-    if shot > 0:
-        lam = x / np.float32(shot)
-        small = lam < _GAUSSIAN_LAMBDA
-        n_small = int(np.count_nonzero(small))
-        y[small] = np.float32(shot) * rng.poisson(lam[small].astype(np.float64)).astype(np.float32)
-        big = ~small
-        y[big] += np.sqrt(np.float32(shot) * x[big]) * rng.standard_normal(x.size - n_small, dtype=np.float32)
-    if read > 0:
-        y += np.float32(read) * rng.standard_normal(x.shape, dtype=np.float32)
-    return y
+    flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    uniform = rng.random(flat.size, dtype=np.float32)
+    normal = rng.standard_normal(flat.size, dtype=np.float32)
+    out = np.empty_like(flat)
+    _noise(flat, np.float64(shot), np.float64(read), uniform, normal, out)
+    return out.reshape(np.shape(x))
+
+
+@numba.njit(parallel=True, cache=True)
+def _noise(x, shot, read, uniform, normal, out):
+    for i in numba.prange(x.shape[0]):
+        v = max(np.float64(x[i]), 0.0)
+        if shot > 0.0:
+            lam = v / shot
+            if lam < _GAUSSIAN_LAMBDA:
+                # inverse CDF: smallest k with P(K <= k) >= u
+                u = np.float64(uniform[i])
+                p = np.exp(-lam)
+                cdf = p
+                k = 0
+                while u > cdf and k < 1000:
+                    k += 1
+                    p *= lam / k
+                    cdf += p
+                out[i] = shot * k + read * normal[i]
+            else:
+                out[i] = v + np.sqrt(shot * v + read * read) * normal[i]
+        else:
+            out[i] = v + read * normal[i]
 
 
 def quantize(encoded: np.ndarray) -> np.ndarray:
@@ -147,6 +189,36 @@ def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].copy()
+
+
+@lru_cache(maxsize=64)
+def _thresholds(kind: str, gamma: float) -> np.ndarray:
+    # the encoded midpoints (c - 0.5) / 255 mapped back to linear, in float64
+    mid = (np.arange(1, 256, dtype=np.float64) - 0.5) / 255.0
+    if kind == "gamma":
+        t = mid ** gamma
+    else:
+        t = np.where(mid <= 0.04045, mid / 12.92, ((mid + 0.055) / 1.055) ** 2.4)
+    t.flags.writeable = False
+    return t
+
+
+@numba.njit(parallel=True, cache=True)
+def _encode_u8(x, gain, thresholds, out):
+    # lut[i] = number of thresholds <= i / S, a lower bound of the code for v in [i / S, (i + 1) / S); the
+    # upward scan over the sorted thresholds then makes it exact (0-2 steps, most often none)
+    S = 65536
+    lut = np.searchsorted(thresholds, np.arange(S + 1).astype(np.float32) / np.float32(S), side="right")
+    n = x.shape[0]
+    for i in numba.prange(n):
+        v = x[i] * gain
+        if not v > 0.0:  # also NaN
+            out[i] = 0
+            continue
+        c = lut[min(int(v * S), S)]
+        while c < 255 and thresholds[c] <= v:
+            c += 1
+        out[i] = c
 
 
 def _lerp(bounds, u: float) -> float:

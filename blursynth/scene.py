@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 import cv2
+import numba
 import numpy as np
 
 from .camera import Response
@@ -157,11 +158,11 @@ def build_scene(image: np.ndarray, masks: np.ndarray, params: dict, recipe: Reci
     layers = [Layer(background, np.ones((h, w), np.float32), _layer_motion(Motion.identity(), camera, params, 1.0, t_ref),
                     depth=1.0, label="background", extend=True)]
     for o in sorted(objects, key=lambda o: -o["depth"]):  # back to front
-        alpha = _feather(masks[o["mask_index"]], cfg.feather_px)
+        alpha, box = _feather(masks[o["mask_index"]], o["bbox"], cfg.feather_px)
         own = object_motion(tuple(o["center"]), o["speed_px"], o["heading_rad"], o["curvature_rad"], o["rotation_deg"],
                             o["scale"])
         layers.append(Layer(linear, alpha, _layer_motion(own, camera, params, o["depth"], t_ref), depth=o["depth"],
-                            label=o["label"]))
+                            label=o["label"], _box=box))
     return Scene(layers)
 
 
@@ -191,21 +192,44 @@ def _layer_motion(own: Motion, camera: Motion, params: dict, depth: float, t_ref
 
 
 def _linearize(image: np.ndarray, lut: np.ndarray, boost: float, threshold: float) -> np.ndarray:
-    linear = lut[image]
-    if boost > 0:
-        peak = image.max(axis=2).astype(np.float32) / 255.0
-        weight = np.clip((peak - threshold) / max(1.0 - threshold, 1e-6), 0.0, 1.0)
-        if weight.any():
-            linear *= (1.0 + boost * weight * weight * (3.0 - 2.0 * weight))[..., None]
-    return linear
+    """uint8 (H, W, 3) encoded -> float32 linear, near-white pixels boosted by up to 1 + boost (smoothstep)."""
+    out = np.empty(image.shape, dtype=np.float32)
+    _linearize_kernel(image.reshape(-1, 3), lut, np.float32(boost), np.float32(threshold), out.reshape(-1, 3))
+    return out
 
 
-def _feather(mask: np.ndarray, radius_px: float) -> np.ndarray:
-    alpha = mask.astype(np.float32)
+@numba.njit(parallel=True, cache=True)
+def _linearize_kernel(image, lut, boost, threshold, out):
+    inv = np.float32(1.0) / max(np.float32(1.0) - threshold, np.float32(1e-6))
+    for i in numba.prange(image.shape[0]):
+        r, g, b = image[i, 0], image[i, 1], image[i, 2]
+        gain = np.float32(1.0)
+        if boost > 0:
+            w = (max(r, max(g, b)) / np.float32(255.0) - threshold) * inv
+            if w > 0:
+                w = min(w, np.float32(1.0))
+                gain += boost * w * w * (np.float32(3.0) - np.float32(2.0) * w)
+        out[i, 0] = lut[r] * gain
+        out[i, 1] = lut[g] * gain
+        out[i, 2] = lut[b] * gain
+
+
+def _feather(mask: np.ndarray, bbox, radius_px: float) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Soft alpha from a binary mask (Gaussian edge of `radius_px`), blurred only around the mask's box.
+
+    Returns (alpha float32 (H, W), inclusive box (x0, y0, x1, y1) holding every non-zero alpha).
+    """
+    h, w = mask.shape
+    grow = int(math.ceil(3 * radius_px)) + 1 if radius_px > 0 else 0
+    x0, y0 = max(bbox[0] - grow, 0), max(bbox[1] - grow, 0)
+    x1, y1 = min(bbox[2] + grow, w - 1), min(bbox[3] + grow, h - 1)
+    alpha = np.zeros((h, w), dtype=np.float32)
+    crop = mask[y0:y1 + 1, x0:x1 + 1].astype(np.float32)
     if radius_px > 0:
-        alpha = cv2.GaussianBlur(alpha, (0, 0), radius_px)
-        alpha[alpha < 1e-3] = 0.0
-    return alpha
+        crop = cv2.GaussianBlur(crop, (0, 0), radius_px, borderType=cv2.BORDER_CONSTANT)
+        crop[crop < 1e-3] = 0.0
+    alpha[y0:y1 + 1, x0:x1 + 1] = crop
+    return alpha, (x0, y0, x1, y1)
 
 
 def _fill_behind(image: np.ndarray, union: np.ndarray, feather_px: float, scale: int) -> np.ndarray:

@@ -33,7 +33,7 @@ class Exposure:
         blur_map: float32 (H, W, 3): unit direction (u_x, u_y) and magnitude in pixels of the displacement,
             from the start to the end of the exposure, of the surface seen at each pixel at the reference time
             (ID-Blau's convention; alpha-weighted over layers at soft edges).
-        samples: number of time samples integrated.
+        samples: the largest number of time samples any pixel integrated.
         method: "exact" or "layered".
     """
 
@@ -70,7 +70,7 @@ def render(scene: Scene, method: str = "exact", reference_time: float = 0.5, sam
     elif method == "layered":
         blur = integrate_layered(scene, exposure_times(n))
     else:
-        blur = integrate_exact(packed, scene, samples, max_samples)
+        blur, n = integrate_exact(packed, scene, samples, max_samples)
     return Exposure(blur=blur, sharp=sharp, blur_map=blur_map, samples=n, method=method)
 
 

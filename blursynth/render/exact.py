@@ -6,6 +6,7 @@ same as replicating its border.
 """
 from __future__ import annotations
 
+import cv2
 import numba
 import numpy as np
 
@@ -17,13 +18,16 @@ from .pack import PackedLayers, crop_boxes, image_to_crop
 OPAQUE_EPS = 1e-6
 
 
-def integrate_exact(packed: PackedLayers, scene: Scene, samples: int | None = None, max_samples: int = 256) -> np.ndarray:
-    """Mean over the exposure of the composited latent images -> float32 (H, W, 3) linear.
+def integrate_exact(packed: PackedLayers, scene: Scene, samples: int | None = None,
+                    max_samples: int = 256) -> tuple[np.ndarray, int]:
+    """Mean over the exposure of the composited latent images.
+
+    Returns (float32 (H, W, 3) linear blur, the largest number of time samples any pixel used).
 
     Each pixel is integrated with about one time sample per pixel of path of the fastest layer that can reach
-    it: every moving segment gets its own sample count, and the pixels inside its swept footprint (the union
-    of its boxes over the exposure) use the largest count among the footprints covering them and the
-    background. Pixels outside every footprint see only the extending background layers; when those only
+    it: every moving segment gets its own sample count, and the pixels inside its swept footprint (where its
+    alpha is non-zero at some time, see `_footprints`) use the largest count among the footprints covering
+    them and the background. Pixels outside every footprint see only the extending background layers; when those only
     translate, their integral is a convolution with the PSF, which equals the bilinear-gather integral (see
     tests/test_render.py) at a fraction of the cost.
 
@@ -36,34 +40,121 @@ def integrate_exact(packed: PackedLayers, scene: Scene, samples: int | None = No
     L = len(scene.layers)
     background = [l for l in scene.layers if l.extend]
     if samples is not None:
-        counts = np.full(L, int(samples))
-        bg_count = int(samples)
+        counts = [int(samples)] * L
+        bg_counts = np.full((-(-height // BG_GRID), -(-width // BG_GRID)), int(samples), dtype=np.int64)
     else:
-        counts = np.array([samples_for(Scene([l]), max_samples) for l in scene.layers])
-        bg_count = samples_for(Scene(background), max_samples) if background else 1
-    levels = np.unique(np.concatenate([counts, [bg_count]]))
-    level_of = {int(n): i for i, n in enumerate(levels)}
+        counts = [_ladder(samples_for(Scene([l]), max_samples), max_samples) for l in scene.layers]
+        bg_counts = _background_counts(background, width, height, max_samples)
+    levels = sorted(set(counts) | set(np.unique(bg_counts).tolist()))
+    level_of = {n: i for i, n in enumerate(levels)}
     start = np.concatenate([[0], np.cumsum(levels)]).astype(np.int64)
     Hinv = np.empty((start[-1], L, 3, 3))
     boxes = np.empty((start[-1], L, 4), dtype=np.int64)
     for g, n in enumerate(levels):
         Hinv[start[g]:start[g + 1]], boxes[start[g]:start[g + 1]] = _per_sample(packed, scene, exposure_times(int(n)))
-    footprint = np.zeros((L, 4), dtype=np.int64)
-    need = np.zeros(L, dtype=np.int64)
-    for l in range(L):
-        own = boxes[start[level_of[int(counts[l])]]:start[level_of[int(counts[l])] + 1], l]
-        footprint[l] = own[:, 0].min(), own[:, 1].min(), own[:, 2].max(), own[:, 3].max()
-        need[l] = level_of[int(counts[l])]
+    index = np.zeros(levels[-1] + 1, dtype=np.int64)
+    index[levels] = np.arange(len(levels))
+    bg_level = index[bg_counts]
+    level, covered = _footprints(scene, [level_of[c] for c in counts], bg_level)
     out = np.empty((height, width, 3), dtype=np.float32)
     prefilled = False
     if samples is None and background and all(l.motion.is_translation for l in background):
         from .layered import integrate_layered
 
-        out[:] = integrate_layered(Scene(background), exposure_times(bg_count))
+        out[:] = integrate_layered(Scene(background), exposure_times(int(bg_counts.max())))
         prefilled = True
-    _integrate(packed.buf, packed.offsets, packed.dims, packed.extend, Hinv, boxes, start, footprint, need,
-               level_of[bg_count], prefilled, out)
-    return out
+    _integrate(packed.buf, packed.offsets, packed.dims, packed.extend, Hinv, boxes, start, level, covered,
+               prefilled, out)
+    return out, int(levels[-1])
+
+
+FOOTPRINT_SCALE = 4
+
+
+def _ladder(n: int, max_samples: int) -> int:
+    """Round a sample count up to the next of a geometric ladder (at most 25% more samples), so a frame holds
+    few distinct counts."""
+    for step in _LADDER:
+        if step >= n:
+            return min(step, max_samples)
+    return max_samples
+
+
+_LADDER = (1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256,
+           320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096)
+BG_GRID = 32
+
+
+def _background_counts(background: list, width: int, height: int, max_samples: int) -> np.ndarray:
+    """Sample count of the background per cell of a BG_GRID-pixel grid, from the longest path among the
+    cell's corners (camera rotation moves the frame's corners more than its centre).
+
+    Returns int64 (ceil(H / BG_GRID), ceil(W / BG_GRID)); all ones without a background.
+    """
+    gw, gh = -(-width // BG_GRID), -(-height // BG_GRID)
+    if not background:
+        return np.ones((gh, gw), dtype=np.int64)
+    xs = np.minimum(np.arange(gw + 1) * BG_GRID, width - 1).astype(np.float64)
+    ys = np.minimum(np.arange(gh + 1) * BG_GRID, height - 1).astype(np.float64)
+    pts = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    longest = np.zeros(len(pts))
+    for layer in background:
+        if len(layer.motion) > 1:
+            q = layer.motion.trace(pts)
+            longest = np.maximum(longest, np.sum(np.linalg.norm(np.diff(q, axis=0), axis=-1), axis=0))
+    corner = longest.reshape(gh + 1, gw + 1)
+    cell = np.maximum(np.maximum(corner[:-1, :-1], corner[1:, :-1]), np.maximum(corner[:-1, 1:], corner[1:, 1:]))
+    need = np.where(cell > 0, np.ceil(cell).astype(np.int64) + 1, 1)
+    ladder = np.array([_ladder(int(n), max_samples) for n in range(int(need.max()) + 1)])
+    return ladder[need]
+
+
+def _footprints(scene: Scene, need: list[int], bg_level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel sample level and whether any non-extending layer can reach the pixel during the exposure.
+
+    A layer's footprint is the union over the exposure of its alpha support, warped at 1/4 resolution at
+    times spaced at most one low-resolution pixel apart along its path, grown by one low-resolution pixel
+    (4 px: more than the bilinear reach plus the rounding of the coarse grid).
+
+    Args:
+        need: per layer, the index of its sample count.
+        bg_level: index of the background's sample count per cell of a BG_GRID grid, (gh, gw) int64.
+    Returns:
+        (level int64 (H, W): index of the sample count to use, covered bool (H, W)).
+    """
+    width, height = scene.size
+    S = FOOTPRINT_SCALE
+    lw, lh = -(-width // S), -(-height // S)
+    rep = BG_GRID // S
+    level = np.repeat(np.repeat(bg_level, rep, axis=0), rep, axis=1)[:lh, :lw].copy()
+    covered = np.zeros((lh, lw), dtype=bool)
+    # low-res pixel i covers full-res pixels S i .. S i + S - 1 (centre S i + (S - 1) / 2)
+    down = np.array([[1.0 / S, 0.0, -(S - 1) / (2.0 * S)], [0.0, 1.0 / S, -(S - 1) / (2.0 * S)], [0.0, 0.0, 1.0]])
+    up = np.linalg.inv(down)
+    kernel = np.ones((3, 3), np.uint8)
+    for layer, lev in zip(scene.layers, need):
+        if layer.extend:
+            continue
+        x0, y0, x1, y1 = layer.support_box()
+        bx0, by0 = x0 // S, y0 // S
+        bx1, by1 = x1 // S, y1 // S
+        pad = np.zeros(((by1 - by0 + 1) * S, (bx1 - bx0 + 1) * S), dtype=bool)
+        region = layer.alpha[by0 * S:(by1 + 1) * S, bx0 * S:(bx1 + 1) * S] > 0
+        pad[:region.shape[0], :region.shape[1]] = region
+        support = np.zeros((lh, lw), dtype=np.uint8)
+        support[by0:by1 + 1, bx0:bx1 + 1] = pad.reshape(by1 - by0 + 1, S, bx1 - bx0 + 1, S).any(axis=(1, 3))
+        corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64)
+        n = int(np.ceil(layer.motion.path_length_px(corners) / S)) + 2
+        swept = np.zeros((lh, lw), dtype=np.uint8)
+        for H in layer.motion.at(np.linspace(0.0, 1.0, n)):
+            swept |= cv2.warpPerspective(support, down @ H @ up, (lw, lh), flags=cv2.INTER_NEAREST,
+                                         borderMode=cv2.BORDER_CONSTANT)
+        swept = cv2.dilate(swept, kernel).astype(bool)
+        covered |= swept
+        level[swept] = np.maximum(level[swept], lev)
+    level = np.repeat(np.repeat(level, S, axis=0), S, axis=1)[:height, :width]
+    covered = np.repeat(np.repeat(covered, S, axis=0), S, axis=1)[:height, :width]
+    return np.ascontiguousarray(level), np.ascontiguousarray(covered)
 
 
 def sharp_and_blur_map(packed: PackedLayers, scene: Scene, reference_time: float) -> tuple[np.ndarray, np.ndarray]:
@@ -113,10 +204,13 @@ def _sample(buf, off, w, h, extend, u, v):
         w01 = fx * (1.0 - fy)
         w10 = (1.0 - fx) * fy
         w11 = fx * fy
+        a = w00 * buf[i + 3] + w01 * buf[i + 7] + w10 * buf[j + 3] + w11 * buf[j + 7]
+        if a == 0.0:  # premultiplied: no coverage, no colour
+            return 0.0, 0.0, 0.0, 0.0
         return (w00 * buf[i] + w01 * buf[i + 4] + w10 * buf[j] + w11 * buf[j + 4],
                 w00 * buf[i + 1] + w01 * buf[i + 5] + w10 * buf[j + 1] + w11 * buf[j + 5],
                 w00 * buf[i + 2] + w01 * buf[i + 6] + w10 * buf[j + 2] + w11 * buf[j + 6],
-                w00 * buf[i + 3] + w01 * buf[i + 7] + w10 * buf[j + 3] + w11 * buf[j + 7])
+                a)
     # border (or a clamped coordinate on the last row/column): missing neighbours are transparent
     r = g = b = a = 0.0
     for dy in range(2):
@@ -144,30 +238,23 @@ def _warp(Hm, x, y):
 
 
 @numba.njit(parallel=True, cache=True)
-def _integrate(buf, offsets, dims, extend, Hinv, boxes, start, footprint, need, bg_level, prefilled, out):
-    # Hinv, boxes: per time sample and layer, for every sample-count level g at rows start[g]:start[g + 1].
-    # A pixel's level is the largest among the background's and the footprints covering it.
+def _integrate(buf, offsets, dims, extend, Hinv, boxes, start, level, covered, prefilled, out):
+    # Hinv, boxes: per time sample and layer, for every sample-count level g at rows start[g]:start[g + 1];
+    # level[y, x] picks a pixel's level. With `prefilled`, pixels no moving layer covers already hold the
+    # background's integral.
     # Loop order row -> level -> time sample -> layer (front to back) -> x: each (sample, layer) sweeps a
     # contiguous run of the row, with per-pixel transmittance carried in a row buffer.
     height, width = out.shape[0], out.shape[1]
     L = Hinv.shape[1]
     G = start.shape[0] - 1
     for y in numba.prange(height):
-        level = np.full(width, bg_level, dtype=np.int64)
-        covered = np.zeros(width, dtype=np.bool_)
-        for l in range(L):
-            if not extend[l] and footprint[l, 1] <= y <= footprint[l, 3]:
-                for x in range(max(footprint[l, 0], 0), min(footprint[l, 2], width - 1) + 1):
-                    covered[x] = True
-                    if need[l] > level[x]:
-                        level[x] = need[l]
         acc = np.zeros((width, 3))
         trans = np.empty(width)
         sel = np.empty(width, dtype=np.bool_)
         for g in range(G):
             any_sel = False
             for x in range(width):
-                sel[x] = level[x] == g and (covered[x] or not prefilled)
+                sel[x] = level[y, x] == g and (covered[y, x] or not prefilled)
                 any_sel = any_sel or sel[x]
             if not any_sel:
                 continue
@@ -181,7 +268,8 @@ def _integrate(buf, offsets, dims, extend, Hinv, boxes, start, footprint, need, 
                         xa, xb = max(boxes[k, l, 0], 0), min(boxes[k, l, 2], width - 1)
                     else:
                         continue
-                    _sweep(buf, offsets[l], dims[l, 0], dims[l, 1], extend[l], Hinv[k, l], y, xa, xb, sel, trans, acc)
+                    _sweep(buf, offsets[l], dims[l, 0], dims[l, 1], extend[l], l == 0, Hinv[k, l], y, xa, xb, sel, trans,
+                           acc)
             inv_n = 1.0 / (start[g + 1] - start[g])
             for x in range(width):
                 if sel[x]:
@@ -191,8 +279,11 @@ def _integrate(buf, offsets, dims, extend, Hinv, boxes, start, footprint, need, 
 
 
 @numba.njit(cache=True, inline="always")
-def _sweep(buf, off, w, h, ext, Hm, y, xa, xb, sel, trans, acc):
-    """Composite one layer under the row's current transmittance, for x in [xa, xb] where sel[x]."""
+def _sweep(buf, off, w, h, ext, last, Hm, y, xa, xb, sel, trans, acc):
+    """Composite one layer under the row's current transmittance, for x in [xa, xb] where sel[x].
+
+    `last`: the back-most layer, after which the transmittance is not read again.
+    """
     h00, h01, h02 = Hm[0, 0], Hm[0, 1], Hm[0, 2]
     h10, h11, h12 = Hm[1, 0], Hm[1, 1], Hm[1, 2]
     h20, h21, h22 = Hm[2, 0], Hm[2, 1], Hm[2, 2]
@@ -201,6 +292,35 @@ def _sweep(buf, off, w, h, ext, Hm, y, xa, xb, sel, trans, acc):
     cw = h21 * y + h22
     affine = h20 == 0.0 and h21 == 0.0
     inv_w = 1.0 / cw
+    if ext and w >= 2 and h >= 2 and last:
+        # the back-most layer: nothing lies behind it, so its alpha and the transmittance are not needed
+        for x in range(xa, xb + 1):
+            t = trans[x]
+            if not sel[x] or t < OPAQUE_EPS:
+                continue
+            if affine:
+                u = (h00 * x + cu) * inv_w
+                v = (h10 * x + cv) * inv_w
+            else:
+                wz = h20 * x + cw
+                u = (h00 * x + cu) / wz
+                v = (h10 * x + cv) / wz
+            u = min(max(u, 0.0), w - 1.0)
+            v = min(max(v, 0.0), h - 1.0)
+            x0 = min(int(u), w - 2)
+            y0 = min(int(v), h - 2)
+            fx = u - x0
+            fy = v - y0
+            i = off + (y0 * w + x0) * 4
+            j = i + w * 4
+            w00 = t * (1.0 - fx) * (1.0 - fy)
+            w01 = t * fx * (1.0 - fy)
+            w10 = t * (1.0 - fx) * fy
+            w11 = t * fx * fy
+            acc[x, 0] += w00 * buf[i] + w01 * buf[i + 4] + w10 * buf[j] + w11 * buf[j + 4]
+            acc[x, 1] += w00 * buf[i + 1] + w01 * buf[i + 5] + w10 * buf[j + 1] + w11 * buf[j + 5]
+            acc[x, 2] += w00 * buf[i + 2] + w01 * buf[i + 6] + w10 * buf[j + 2] + w11 * buf[j + 6]
+        return
     if ext and w >= 2 and h >= 2:
         # clamped sampling never leaves the crop: no bounds checks
         for x in range(xa, xb + 1):
@@ -254,43 +374,56 @@ def _sweep(buf, off, w, h, ext, Hm, y, xa, xb, sel, trans, acc):
 
 @numba.njit(parallel=True, cache=True)
 def _sharp_map(buf, offsets, dims, extend, Hinv, boxes, to_start, to_end, sharp, blur_map):
+    # one time sample, row-wise like _integrate; the displacement of each layer's surface from the start to
+    # the end of the exposure is averaged with the layer's compositing weight
     height, width = sharp.shape[0], sharp.shape[1]
     L = Hinv.shape[0]
     for y in numba.prange(height):
-        for x in range(width):
-            cr = cg = cb = 0.0
-            dx = dy = wsum = 0.0
-            trans = 1.0
-            for l in range(L - 1, -1, -1):
-                if not extend[l]:
-                    bx = boxes[l]
-                    if x < bx[0] or x > bx[2] or y < bx[1] or y > bx[3]:
-                        continue
+        trans = np.ones(width)
+        cr = np.zeros(width)
+        cg = np.zeros(width)
+        cb = np.zeros(width)
+        dx = np.zeros(width)
+        dy = np.zeros(width)
+        wsum = np.zeros(width)
+        for l in range(L - 1, -1, -1):
+            if extend[l]:
+                xa, xb = 0, width - 1
+            elif boxes[l, 1] <= y <= boxes[l, 3]:
+                xa, xb = max(boxes[l, 0], 0), min(boxes[l, 2], width - 1)
+            else:
+                continue
+            off, w, h, ext = offsets[l], dims[l, 0], dims[l, 1], extend[l]
+            for x in range(xa, xb + 1):
+                t = trans[x]
+                if t < OPAQUE_EPS:
+                    continue
                 u, v = _warp(Hinv[l], x, y)
-                r, g, b, a = _sample(buf, offsets[l], dims[l, 0], dims[l, 1], extend[l], u, v)
-                cr += trans * r
-                cg += trans * g
-                cb += trans * b
-                wgt = trans * a
-                if wgt > 0.0:
-                    sx, sy = _warp(to_start[l], x, y)
-                    ex, ey = _warp(to_end[l], x, y)
-                    dx += wgt * (ex - sx)
-                    dy += wgt * (ey - sy)
-                    wsum += wgt
-                trans *= 1.0 - a
-                if trans < OPAQUE_EPS:
-                    break
-            sharp[y, x, 0] = cr
-            sharp[y, x, 1] = cg
-            sharp[y, x, 2] = cb
-            if wsum > 0.0:
-                dx /= wsum
-                dy /= wsum
-            m = np.sqrt(dx * dx + dy * dy)
+                r, g, b, a = _sample(buf, off, w, h, ext, u, v)
+                if a == 0.0:
+                    continue
+                cr[x] += t * r
+                cg[x] += t * g
+                cb[x] += t * b
+                wgt = t * a
+                sx, sy = _warp(to_start[l], x, y)
+                ex, ey = _warp(to_end[l], x, y)
+                dx[x] += wgt * (ex - sx)
+                dy[x] += wgt * (ey - sy)
+                wsum[x] += wgt
+                trans[x] = t * (1.0 - a)
+        for x in range(width):
+            sharp[y, x, 0] = cr[x]
+            sharp[y, x, 1] = cg[x]
+            sharp[y, x, 2] = cb[x]
+            mx, my = dx[x], dy[x]
+            if wsum[x] > 0.0:
+                mx /= wsum[x]
+                my /= wsum[x]
+            m = np.sqrt(mx * mx + my * my)
             if m > 1e-9:
-                blur_map[y, x, 0] = dx / m
-                blur_map[y, x, 1] = dy / m
+                blur_map[y, x, 0] = mx / m
+                blur_map[y, x, 1] = my / m
             else:
                 blur_map[y, x, 0] = 0.0
                 blur_map[y, x, 1] = 0.0

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from ..segment import graph_segments
 
@@ -101,12 +102,13 @@ def masks_from_labels(labels: np.ndarray, area=MASK_AREA, max_masks: int = MAX_M
     frac = counts / float(h * w)
     keep = np.flatnonzero((frac >= area[0]) & (frac <= area[1]))
     keep = keep[np.argsort(-counts[keep], kind="stable")]
+    boxes = ndimage.find_objects(labels + 1)  # slices of label l at index l
     masks = []
     for label in keep:
-        mask = labels == label
-        rows = np.flatnonzero(mask.any(axis=1))
-        cols = np.flatnonzero(mask.any(axis=0))
-        if counts[label] >= min_fill * (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1):
+        ys, xs = boxes[label]
+        if counts[label] >= min_fill * (ys.stop - ys.start) * (xs.stop - xs.start):
+            mask = np.zeros((h, w), dtype=bool)
+            mask[ys, xs] = labels[ys, xs] == label
             masks.append(mask)
             if len(masks) == max_masks:
                 break

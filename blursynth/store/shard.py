@@ -1,0 +1,381 @@
+"""LMDB shards: one environment per shard, written under a temporary name and renamed when complete.
+
+Layout of a shard directory ``shard-00012.lmdb/`` (``data.mdb`` + ``lock.mdb``):
+
+- ``{index:09d}/{field}`` -> bytes, one key per field of each sample (``blur``, ``sharp``, ``meta``, ...);
+- ``__index__`` -> JSON ``{"indices": [...], "fields": [...]}``: sample indices in put order, field names.
+
+A shard is written to ``shard-00012.lmdb.tmp/`` and renamed to its final name only after commit and fsync,
+so a directory under a final name is always whole; a killed writer leaves at most a ``.tmp`` directory,
+which the next writer of that shard removes.
+
+The checksum of a shard is a pure function of its records::
+
+    sha256( concat over keys k in sorted byte order of: len(k) as 4-byte little-endian, k, sha256(value) )
+
+so it does not depend on put order or transaction batching, and ``ShardReader.checksum`` recomputes it
+from the stored data.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import operator
+import os
+import shutil
+import threading
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Iterable
+
+import lmdb
+
+log = logging.getLogger(__name__)
+
+INDEX_KEY = b"__index__"
+_TMP_SUFFIX = ".tmp"
+_OLD_SUFFIX = ".old"
+_MAX_INDEX = 10**9 - 1  # keys hold the index as 9 digits
+
+# A write transaction holds its dirty pages in memory until commit; bound it by records and bytes.
+_BATCH_RECORDS = 64
+_BATCH_BYTES = 256 << 20
+
+
+def shard_name(shard_index: int) -> str:
+    """Final directory name of shard ``shard_index``: ``shard-00012.lmdb``."""
+    if shard_index < 0:
+        raise ValueError(f"shard index must be >= 0, got {shard_index}")
+    return f"shard-{shard_index:05d}.lmdb"
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    """True for a directory under a final ``*.lmdb`` name holding ``data.mdb``; ``*.tmp`` never is."""
+    path = Path(path)
+    return path.suffix == ".lmdb" and path.is_dir() and (path / "data.mdb").is_file()
+
+
+@dataclass
+class ShardInfo:
+    """What the manifest records about one finished shard.
+
+    Attributes:
+        name: directory name, relative to the output directory.
+        indices: sample indices in put order.
+        count: number of samples (``len(indices)``).
+        nbytes: sum of the value lengths of all sample records, in bytes (not the file size, which depends
+            on LMDB page layout).
+        checksum: hex sha256 as defined in this module's docstring.
+    """
+
+    name: str
+    indices: list[int]
+    count: int
+    nbytes: int
+    checksum: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ShardInfo":
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in d]
+        if missing:
+            raise ValueError(f"shard entry {d.get('name', '?')!r} lacks {', '.join(missing)}")
+        info = cls(**{n: d[n] for n in names})
+        info.indices = [int(i) for i in info.indices]
+        if info.count != len(info.indices):
+            raise ValueError(f"shard {info.name}: count {info.count} != {len(info.indices)} indices")
+        return info
+
+
+class ShardWriter:
+    """Write one shard; visible under its final name only once ``close`` has succeeded.
+
+    Use as a context manager; an exception inside the block aborts the shard and deletes the temporary
+    directory::
+
+        with ShardWriter(out_dir, 12) as writer:
+            for i in range(...):
+                writer.put(i, {"blur": ..., "sharp": ..., "meta": ...})
+        info = writer.info   # or info = writer.close() inside the block
+
+    An error raised by LMDB inside ``put`` (disk full, map full) aborts the whole shard too: earlier
+    records of the same transaction would otherwise be silently lost.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, shard_index: int, map_size: int = 1 << 34):
+        self.out_dir = Path(out_dir)
+        self.name = shard_name(shard_index)
+        self.final_path = self.out_dir / self.name
+        self.tmp_path = self.out_dir / (self.name + _TMP_SUFFIX)
+        self.info: ShardInfo | None = None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (self.tmp_path, self.out_dir / (self.name + _OLD_SUFFIX)):
+            if stale.exists():
+                log.info("removing stale %s", stale)
+                shutil.rmtree(stale)
+        # sync=False: commits skip fsync; close() syncs once before the rename makes the shard visible.
+        self._env = lmdb.open(
+            str(self.tmp_path), map_size=map_size, subdir=True, sync=False, metasync=False,
+            meminit=False, max_dbs=0,
+        )
+        self._txn: lmdb.Transaction | None = None
+        self._batch_records = 0
+        self._batch_bytes = 0
+        self._indices: list[int] = []
+        self._seen: set[int] = set()
+        self._fields: set[str] = set()
+        self._digests: dict[bytes, bytes] = {}
+        self._nbytes = 0
+        self._state = "open"
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            self.abort()
+        elif self._state == "open":
+            self.close()
+        return False
+
+    def put(self, index: int, record: dict[str, bytes]) -> None:
+        """Store one sample: each ``field -> bytes`` under key ``{index:09d}/{field}``."""
+        self._check_open()
+        index = operator.index(index)
+        if not 0 <= index <= _MAX_INDEX:
+            raise ValueError(f"sample index must be in 0..{_MAX_INDEX}, got {index}")
+        if index in self._seen:
+            raise ValueError(f"sample {index} was already put in {self.name}")
+        if not record:
+            raise ValueError(f"sample {index}: empty record")
+        for field, value in record.items():
+            if not isinstance(field, str) or not field or "/" in field or field.startswith("__"):
+                raise ValueError(f"sample {index}: bad field name {field!r} (non-empty, no '/', no leading '__')")
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise TypeError(f"sample {index} field {field!r}: value must be bytes, got {type(value).__name__}")
+        try:
+            if self._txn is None:
+                self._txn = self._env.begin(write=True)
+            for field, value in record.items():
+                key = f"{index:09d}/{field}".encode()
+                self._txn.put(key, value)
+                self._digests[key] = hashlib.sha256(value).digest()
+                size = memoryview(value).nbytes
+                self._nbytes += size
+                self._batch_bytes += size
+            self._batch_records += 1
+            if self._batch_records >= _BATCH_RECORDS or self._batch_bytes >= _BATCH_BYTES:
+                self._commit()
+        except lmdb.Error:
+            self.abort()
+            raise
+        self._seen.add(index)
+        self._indices.append(index)
+        self._fields.update(record)
+
+    def close(self) -> ShardInfo:
+        """Commit, sync, rename to the final name (replacing an existing shard of that name), return its info."""
+        self._check_open()
+        try:
+            if self._txn is None:
+                self._txn = self._env.begin(write=True)
+            index = {"indices": self._indices, "fields": sorted(self._fields)}
+            self._txn.put(INDEX_KEY, json.dumps(index, separators=(",", ":")).encode())
+            self._commit()
+            self._env.sync(True)
+            self._env.close()
+            self._state = "closed"
+            if self.final_path.exists():
+                # Move the old shard aside rather than delete it in place: an interrupted rmtree could leave
+                # a final-named directory that still has data.mdb but lost other files.
+                old = self.out_dir / (self.name + _OLD_SUFFIX)
+                os.replace(self.final_path, old)
+                os.replace(self.tmp_path, self.final_path)
+                shutil.rmtree(old)
+            else:
+                os.replace(self.tmp_path, self.final_path)
+            _fsync_dir(self.out_dir)
+        except BaseException:
+            self.abort()
+            raise
+        self.info = ShardInfo(
+            name=self.name,
+            indices=list(self._indices),
+            count=len(self._indices),
+            nbytes=self._nbytes,
+            checksum=_combine(sorted(self._digests.items())),
+        )
+        log.debug("wrote %s: %d samples, %d bytes", self.name, self.info.count, self.info.nbytes)
+        return self.info
+
+    def abort(self) -> None:
+        """Drop everything written and delete the temporary directory. Safe to call more than once."""
+        if self._state == "aborted":
+            return
+        if self._state == "open":
+            if self._txn is not None:
+                self._txn.abort()
+                self._txn = None
+            self._env.close()
+        self._state = "aborted"
+        shutil.rmtree(self.tmp_path, ignore_errors=True)
+
+    def _commit(self) -> None:
+        if self._txn is not None:
+            self._txn.commit()
+            self._txn = None
+        self._batch_records = 0
+        self._batch_bytes = 0
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise RuntimeError(f"ShardWriter for {self.name} is {self._state}")
+
+
+class ShardReader:
+    """Read one complete shard. Opens the LMDB environment lazily, and again in a forked child process.
+
+    Lazy opening matters for torch DataLoader workers: an environment opened in the parent must not be
+    used after fork, so each worker opens its own on first access. A reader pickles without its
+    environment, so spawn-started workers work too. Readers of the same shard files in one process share
+    one environment, because LMDB forbids opening the same files twice in a process.
+    """
+
+    def __init__(self, path: str | os.PathLike, max_readers: int = 1024):
+        self.path = Path(path)
+        self.max_readers = max_readers
+        self._env: lmdb.Environment | None = None
+        self._key: tuple | None = None
+        self._pid: int | None = None
+        self._index: dict | None = None
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "max_readers": self.max_readers}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], state["max_readers"])
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown may have torn down the module already
+            pass
+
+    def indices(self) -> list[int]:
+        """Sample indices in put order."""
+        return list(self._read_index()["indices"])
+
+    def fields(self) -> list[str]:
+        """Field names present in the shard, sorted."""
+        return list(self._read_index()["fields"])
+
+    def get(self, index: int, field: str) -> bytes:
+        """The bytes stored for ``field`` of sample ``index``; KeyError if absent."""
+        key = f"{index:09d}/{field}".encode()
+        with self._environment().begin() as txn:
+            value = txn.get(key)
+        if value is None:
+            raise KeyError(f"sample {index} field {field!r} is not in shard {self.path}")
+        return value
+
+    def checksum(self) -> str:
+        """Recompute the shard checksum from the stored records (reads every value once)."""
+        with self._environment().begin(buffers=True) as txn:
+            digests = (
+                (bytes(k), hashlib.sha256(v).digest()) for k, v in txn.cursor() if bytes(k) != INDEX_KEY
+            )
+            return _combine(digests)
+
+    def close(self) -> None:
+        if self._env is not None and self._pid == os.getpid():
+            _release(self._key)
+        self._env = None
+        self._key = None
+        self._pid = None
+
+    def _environment(self) -> lmdb.Environment:
+        if self._env is None or self._pid != os.getpid():
+            if not is_complete(self.path):
+                raise FileNotFoundError(
+                    f"{self.path} is not a complete shard (missing, still being written, or without data.mdb)"
+                )
+            self._key, self._env = _acquire(self.path, self.max_readers)
+            self._pid = os.getpid()
+        return self._env
+
+    def _read_index(self) -> dict:
+        if self._index is None:
+            with self._environment().begin() as txn:
+                raw = txn.get(INDEX_KEY)
+            if raw is None:
+                raise ValueError(f"shard {self.path} has no {INDEX_KEY.decode()} record")
+            self._index = json.loads(raw)
+        return self._index
+
+
+# Read-only environments open in this process: (realpath, st_dev, st_ino of data.mdb) -> [pid, env, users].
+# The inode is part of the key so that a shard rewritten under the same name opens afresh.
+_shared: dict[tuple, list] = {}
+_shared_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    global _shared_lock
+    _shared_lock = threading.Lock()  # another parent thread may have held it at fork time
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
+def _acquire(path: Path, max_readers: int) -> tuple[tuple, lmdb.Environment]:
+    st = os.stat(path / "data.mdb")
+    key = (os.path.realpath(path), st.st_dev, st.st_ino)
+    pid = os.getpid()
+    with _shared_lock:
+        entry = _shared.get(key)
+        if entry is not None and entry[0] != pid:
+            # Inherited through fork. py-lmdb refuses to open files it believes already open in this
+            # process, so close it first. That is safe for these environments only: read-only with
+            # lock=False, they hold no reader slot and no fcntl lock, so closing unmaps the child's copy
+            # of the map and closes the child's file descriptor, and the parent is untouched.
+            entry[1].close()
+            entry = None
+        if entry is None:
+            env = lmdb.open(
+                str(path), readonly=True, lock=False, readahead=False, subdir=True, max_readers=max_readers
+            )
+            entry = _shared[key] = [pid, env, 0]
+        entry[2] += 1
+        return key, entry[1]
+
+
+def _release(key: tuple) -> None:
+    with _shared_lock:
+        entry = _shared.get(key)
+        if entry is None or entry[0] != os.getpid():
+            return
+        entry[2] -= 1
+        if entry[2] <= 0:
+            entry[1].close()
+            del _shared[key]
+
+
+def _combine(digests: Iterable[tuple[bytes, bytes]]) -> str:
+    h = hashlib.sha256()
+    for key, digest in digests:
+        h.update(len(key).to_bytes(4, "little"))
+        h.update(key)
+        h.update(digest)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
