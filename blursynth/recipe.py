@@ -91,7 +91,7 @@ class RenderRecipe:
 
 @dataclass
 class OutputRecipe:
-    codec: str = "png"
+    codec: str = "zstd"  # lossless; see benchmarks/README.md for the measured choice
     blur_map: bool = False
 
 
@@ -258,6 +258,13 @@ def _validate(r: Recipe) -> None:
     for name in ("srgb_prob", "noise_prob", "jpeg_prob"):
         _check(0 <= getattr(c, name) <= 1, f"camera.{name}", "probability must lie in [0, 1]")
     _check(r.render.method in ("exact", "layered"), "render.method", f"must be 'exact' or 'layered', got {r.render.method!r}")
+    if r.render.method == "layered":
+        # layered convolution needs translation-only motion: say which fields would break it, before any work
+        _check(r.shake.models.get("rotational", 0) == 0, "shake.models.rotational",
+               "must be 0 with render.method=layered (camera rotation is not a translation)")
+        _check(tuple(o.rotation_deg) == (0.0, 0.0), "scene.objects.rotation_deg",
+               "must be [0, 0] with render.method=layered")
+        _check(tuple(o.scale) == (1.0, 1.0), "scene.objects.scale", "must be [1, 1] with render.method=layered")
     _check(0 <= r.render.reference_time <= 1, "render.reference_time", "must lie in [0, 1]")
     _check(1 <= r.render.max_samples <= 4096, "render.max_samples", "must lie in [1, 4096]")
     _check(r.output.codec in IMAGE_CODECS, "output.codec", f"must be one of {', '.join(IMAGE_CODECS)}")

@@ -42,6 +42,7 @@ class Layer:
     label: str = ""
     extend: bool = False
     _box: tuple[int, int, int, int] | None = field(default=None, repr=False)
+    _opaque: bool | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
@@ -50,6 +51,12 @@ class Layer:
             raise ValueError(f"layer alpha {self.alpha.shape} does not match rgb {self.rgb.shape[:2]}")
         if self.rgb.dtype != np.float32 or self.alpha.dtype != np.float32:
             raise ValueError("layer rgb and alpha must be float32")
+
+    def is_opaque(self) -> bool:
+        """Alpha is 1 everywhere."""
+        if self._opaque is None:
+            self._opaque = bool(self.alpha.min() >= 1.0)
+        return self._opaque
 
     def support_box(self) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) inclusive box of the pixels with alpha > 0 (the whole layer if it extends)."""
@@ -119,7 +126,10 @@ def sample_scene(masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.r
     parallax = {"px": _uniform(rng, shake.parallax_px), "angle_rad": _uniform(rng, (0.0, 2 * math.pi))}
     objects = []
     for index in chosen:
-        ys, xs = np.nonzero(masks[index])
+        rows = np.flatnonzero(masks[index].any(axis=1))
+        y0, y1 = int(rows[0]), int(rows[-1])
+        ys, xs = np.nonzero(masks[index][y0:y1 + 1])
+        ys = ys + y0
         objects.append({
             "mask_index": int(index),
             "label": labels[index] if index < len(labels) else "",
@@ -156,7 +166,7 @@ def build_scene(image: np.ndarray, masks: np.ndarray, params: dict, recipe: Reci
     camera = camera_motion(params["camera"], (w, h))
     t_ref = recipe.render.reference_time
     layers = [Layer(background, np.ones((h, w), np.float32), _layer_motion(Motion.identity(), camera, params, 1.0, t_ref),
-                    depth=1.0, label="background", extend=True)]
+                    depth=1.0, label="background", extend=True, _opaque=True)]
     for o in sorted(objects, key=lambda o: -o["depth"]):  # back to front
         alpha, box = _feather(masks[o["mask_index"]], o["bbox"], cfg.feather_px)
         own = object_motion(tuple(o["center"]), o["speed_px"], o["heading_rad"], o["curvature_rad"], o["rotation_deg"],

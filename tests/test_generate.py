@@ -12,7 +12,7 @@ from blursynth.cli import main, parse_count
 from blursynth.data import ShardDataset
 from blursynth.recipe import RecipeError, load_recipe
 from blursynth.render import render
-from blursynth.runner import RunError, run_generate
+from blursynth.runner import run_generate
 from blursynth.scene import compose
 from blursynth.store.manifest import Manifest
 from blursynth.store.shard import ShardReader
@@ -186,6 +186,11 @@ def test_recipe_errors_name_the_field():
         load_recipe("no-such-recipe")
     with pytest.raises(RecipeError, match="output.codec"):
         load_recipe("default", ["output.codec=gif"])
+    with pytest.raises(RecipeError, match="shake.models.rotational.*layered"):
+        load_recipe("default", ["render.method=layered"])
+    ok = load_recipe("default", ["render.method=layered", "shake.models={bf: 1}", "scene.objects.rotation_deg=[0, 0]",
+                                 "scene.objects.scale=[1, 1]"])
+    assert ok.render.method == "layered"
 
 
 def test_compose_fills_behind_moving_segments_with_background():

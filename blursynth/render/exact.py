@@ -394,12 +394,22 @@ def _sharp_map(buf, offsets, dims, extend, Hinv, boxes, to_start, to_end, sharp,
             else:
                 continue
             off, w, h, ext = offsets[l], dims[l, 0], dims[l, 1], extend[l]
+            # an integer translation (the identity after recentring) reads pixels directly
+            Hm = Hinv[l]
+            direct = (Hm[0, 0] == 1.0 and Hm[0, 1] == 0.0 and Hm[1, 0] == 0.0 and Hm[1, 1] == 1.0
+                      and Hm[2, 0] == 0.0 and Hm[2, 1] == 0.0 and Hm[2, 2] == 1.0
+                      and Hm[0, 2] == np.floor(Hm[0, 2]) and Hm[1, 2] == np.floor(Hm[1, 2]))
+            dxo, dyo = int(Hm[0, 2]), int(Hm[1, 2])
             for x in range(xa, xb + 1):
                 t = trans[x]
                 if t < OPAQUE_EPS:
                     continue
-                u, v = _warp(Hinv[l], x, y)
-                r, g, b, a = _sample(buf, off, w, h, ext, u, v)
+                if direct and 0 <= x + dxo < w and 0 <= y + dyo < h:
+                    i = off + ((y + dyo) * w + x + dxo) * 4
+                    r, g, b, a = buf[i], buf[i + 1], buf[i + 2], buf[i + 3]
+                else:
+                    u, v = _warp(Hm, x, y)
+                    r, g, b, a = _sample(buf, off, w, h, ext, u, v)
                 if a == 0.0:
                     continue
                 cr[x] += t * r

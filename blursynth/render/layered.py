@@ -35,6 +35,10 @@ def integrate_layered(scene: Scene, times: np.ndarray) -> np.ndarray:
             x0, y0 = max(bx0 - r, 0), max(by0 - r, 0)
             x1, y1 = min(bx1 + r, width - 1), min(by1 + r, height - 1)
             border = cv2.BORDER_CONSTANT
+        if index == 0 and layer.extend and layer.is_opaque():
+            # an opaque back layer replaces what is below it: its colour alone, no premultiplied copy
+            cv2.filter2D(layer.rgb, -1, kernel, dst=out, borderType=border)
+            continue
         a = layer.alpha[y0:y1 + 1, x0:x1 + 1]
         rgba = np.empty((y1 - y0 + 1, x1 - x0 + 1, 4), dtype=np.float32)
         np.multiply(layer.rgb[y0:y1 + 1, x0:x1 + 1], a[..., None], out=rgba[..., :3])

@@ -1,0 +1,170 @@
+"""ShardDataset over an output directory written by the store, read back through a real DataLoader."""
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage import data as skdata
+from torch.utils.data import DataLoader
+
+from blursynth.data import ShardDataset, collate
+from blursynth.store import Manifest, ShardWriter, encode_array, encode_image, encode_meta
+
+H, W = 48, 64
+SHIFT = (3, 5)  # (dy, dx) of the shifted pair
+
+
+def _photo(k):
+    photos = (skdata.astronaut, skdata.coffee, skdata.chelsea)
+    return cv2.resize(photos[k % 3](), (W, H), interpolation=cv2.INTER_AREA)
+
+
+def _sources():
+    """Sample index -> (blur, sharp) uint8 RGB (H, W, 3). Index 4 is skipped, 5 has blur == sharp and
+    6 has blur = sharp shifted by SHIFT."""
+    out = {}
+    for index in (0, 1, 2, 3, 7):
+        sharp = _photo(index)
+        out[index] = (cv2.GaussianBlur(sharp, (0, 0), 1.5), sharp)
+    out[5] = (_photo(5), _photo(5))
+    out[6] = (np.roll(_photo(6), SHIFT, axis=(0, 1)), _photo(6))
+    return out
+
+
+def _coords():
+    """(H, W, 2) int32 source (y, x) of each pixel: follows each pixel through crop and augmentation."""
+    return np.stack(np.mgrid[:H, :W], axis=-1).astype(np.int32)
+
+
+BLUR_VECTOR = np.array([0.6, -0.8, 7.0], np.float16)  # (u_x, u_y, magnitude px)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    sources = _sources()
+    coords = encode_array(_coords())
+    blur_map = encode_array(np.broadcast_to(BLUR_VECTOR, (H, W, 3)))
+    infos = []
+    for shard_index, indices in enumerate([(0, 1, 2, 3), (5, 6, 7)]):
+        with ShardWriter(root, shard_index) as writer:
+            for index in indices:
+                blur, sharp = sources[index]
+                writer.put(index, {
+                    "blur": encode_image(blur, "qoi"),
+                    "sharp": encode_image(sharp, "qoi"),
+                    "coords": coords,
+                    "blur_map": blur_map,
+                    "meta": encode_meta({"source_id": f"photo-{index}", "motions": list(range(index))}),
+                })
+        infos.append(writer.info)
+    Manifest(
+        recipe={"name": "test"}, seed=0, num_requested=8, image_size=[W, H], codec="qoi", shards=infos,
+        skipped=[{"index": 4, "source_id": "photo-4", "reason": "unreadable image"}],
+    ).save(root)
+    return root
+
+
+def test_full_samples_equal_sources_over_255(root):
+    ds = ShardDataset(root)
+    sources = _sources()
+    assert len(ds) == 7
+    assert [ds[i]["index"] for i in range(len(ds))] == [0, 1, 2, 3, 5, 6, 7]
+    for i in range(len(ds)):
+        sample = ds[i]
+        blur, sharp = sources[sample["index"]]
+        for name, src in (("blur", blur), ("sharp", sharp)):
+            t = sample[name]
+            assert t.dtype == torch.float32 and t.shape == (3, H, W)
+            expected = src.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+            np.testing.assert_array_equal(t.numpy(), expected)
+        assert sample["meta"]["source_id"] == f"photo-{sample['index']}"
+    assert ds[-1]["index"] == 7
+    with pytest.raises(IndexError):
+        ds[7]
+
+
+def test_extra_fields_are_decoded(root):
+    sample = ShardDataset(root, fields=("blur", "sharp", "blur_map", "coords"))[0]
+    assert sample["blur_map"].dtype == torch.float32 and sample["blur_map"].shape == (3, H, W)
+    np.testing.assert_array_equal(sample["blur_map"][:, 0, 0].numpy(), BLUR_VECTOR.astype(np.float32))
+    assert sample["coords"].dtype == torch.int32 and sample["coords"].shape == (2, H, W)
+
+
+@pytest.mark.parametrize("crop", [32, (24, 40)])
+def test_crop_and_augment_apply_one_transform_to_every_field(root, crop):
+    ds = ShardDataset(root, crop=crop, augment=True, fields=("blur", "sharp", "coords", "blur_map"), seed=7)
+    ch, cw = (crop, crop) if isinstance(crop, int) else crop
+    sources = _sources()
+    seen_transforms = set()
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            s = ds[i]
+            blur, sharp = sources[s["index"]]
+            y, x = s["coords"][0].numpy(), s["coords"][1].numpy()
+            assert s["sharp"].shape[1:] == s["blur"].shape[1:] == y.shape
+            assert sorted(y.shape) == sorted((ch, cw))
+            # Every output pixel of every field comes from the same source pixel.
+            np.testing.assert_array_equal(s["sharp"].numpy(), sharp[y, x].transpose(2, 0, 1) / np.float32(255))
+            np.testing.assert_array_equal(s["blur"].numpy(), blur[y, x].transpose(2, 0, 1) / np.float32(255))
+            if s["index"] == 5:
+                assert torch.equal(s["blur"], s["sharp"])
+            if s["index"] == 6:
+                # blur is sharp moved by SHIFT in the source frame; the crop keeps that relation.
+                shifted = sharp[(y - SHIFT[0]) % H, (x - SHIFT[1]) % W]
+                np.testing.assert_array_equal(s["blur"].numpy(), shifted.transpose(2, 0, 1) / np.float32(255))
+            # The blur direction turns with the image: source +x / +y steps seen in output coordinates.
+            dx_src = np.array([x[0, 1] - x[0, 0], x[1, 0] - x[0, 0]], np.float32)
+            dy_src = np.array([y[0, 1] - y[0, 0], y[1, 0] - y[0, 0]], np.float32)
+            ux, uy, mag = BLUR_VECTOR.astype(np.float32)
+            expected = ux * dx_src + uy * dy_src
+            np.testing.assert_array_equal(s["blur_map"][:2, 0, 0].numpy(), expected)
+            assert s["blur_map"][2, 0, 0] == mag
+            seen_transforms.add((tuple(dx_src), tuple(dy_src)))
+    assert len(seen_transforms) == (8 if ch == cw else 4)  # transposes only for square crops
+
+
+def test_crops_are_deterministic_per_seed_and_epoch(root):
+    def windows(seed, epoch):
+        ds = ShardDataset(root, crop=16, augment=True, fields=("sharp", "coords"), seed=seed)
+        ds.set_epoch(epoch)
+        return [ds[i]["coords"].numpy() for i in range(len(ds))]
+
+    a, b = windows(0, 0), windows(0, 0)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    assert not all(np.array_equal(p, q) for p, q in zip(a, windows(0, 1)))
+    assert not all(np.array_equal(p, q) for p, q in zip(a, windows(1, 0)))
+
+
+def test_crop_larger_than_image_is_an_error(root):
+    with pytest.raises(ValueError, match="larger"):
+        ShardDataset(root, crop=H + 1)[0]
+
+
+def test_missing_shard_is_an_error(root, tmp_path):
+    m = Manifest.load(root)
+    m.save(tmp_path)
+    with pytest.raises(FileNotFoundError, match="shard-00000.lmdb"):
+        ShardDataset(tmp_path)
+
+
+def test_dataloader_with_two_workers_yields_every_sample_once(root):
+    ds = ShardDataset(root, crop=16, augment=True)
+    ds[0]  # an environment opened in the parent before the fork must not leak into the workers
+    loader = DataLoader(ds, batch_size=3, shuffle=True, num_workers=2, collate_fn=collate)
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        seen = []
+        for batch in loader:
+            assert batch["blur"].shape[1:] == (3, 16, 16) and batch["blur"].dtype == torch.float32
+            assert len(batch["meta"]) == len(batch["index"])
+            seen += batch["index"].tolist()
+        assert sorted(seen) == [0, 1, 2, 3, 5, 6, 7]
+    assert ds[1]["index"] == 1  # the parent's environment is untouched by the workers
+
+
+def test_two_datasets_over_one_directory(root):
+    # Both hold the same shard files open at once; LMDB allows that only through one shared environment.
+    full, again = ShardDataset(root), ShardDataset(root)
+    assert torch.equal(full[2]["sharp"], again[2]["sharp"])
+    assert torch.equal(full[6]["blur"], again[6]["blur"])
