@@ -28,6 +28,8 @@ class SourceItem:
         labels: K class names.
         source_id: where the photo came from (file name, dataset id, built-in photo name).
         view: the random view applied (scale, crop offset, flip), for the meta.
+        lights: optional bool (H, W) mask of light sources (lamps, street lights...) whose radiance is boosted
+            so they saturate after blur; None where the source knows none.
     """
 
     image: np.ndarray
@@ -35,6 +37,7 @@ class SourceItem:
     labels: list[str]
     source_id: str
     view: dict
+    lights: np.ndarray | None = None
 
 
 class Source:
