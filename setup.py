@@ -20,10 +20,12 @@ setup(
         "scikit-image>=0.22",
         "lmdb>=1.4",
         "zstandard>=0.22",
+        "qoi>=0.5",
         "click>=8.1",
         "tqdm>=4.66",
         "pyyaml>=6.0",
         "pycocotools>=2.0.6",
+        "ray>=2.9",
         # Ranges that the local builds satisfy (2.13.0 CPU, 2.14.1 + torchvision 0.29.1); install them first,
         # a bare requirement with nothing installed would download a multi-GB CUDA build.
         "torch>=2.4,<2.15",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shlex
 import sys
@@ -57,7 +58,8 @@ def main(verbose: int) -> None:
 @click.option("--num", "num", type=_Count(), required=True, help="Samples to make: 1000, 1k, 100k, 1M.")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output directory.")
 @click.option("--recipe", default="default", show_default=True, help="Recipe name (pipelines/) or YAML path.")
-@click.option("--source", default="builtin", show_default=True, help="builtin or folder:DIR.")
+@click.option("--source", default="builtin", show_default=True,
+              help="builtin, folder:DIR (graph-segmented), coco:ROOT (instances JSON + images) or ade20k:ROOT.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Global seed.")
 @click.option("--size", default=None, help="Output WIDTHxHEIGHT (default: the recipe's, 1280x720).")
 @click.option("--shard-size", type=int, default=256, show_default=True, help="Samples per LMDB shard.")
@@ -65,11 +67,15 @@ def main(verbose: int) -> None:
 @click.option("--blur-map/--no-blur-map", default=None, help="Also store the blur map (ID-Blau u_x, u_y, px).")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
               help="Override a recipe field, e.g. --set camera.gain=[1,1] (repeatable).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Ray workers on this machine (default: all cores); 0 runs in-process, for debugging.")
+@click.option("--address", default=None, help="Join an existing Ray cluster (auto or HOST:PORT); --out must be "
+              "visible to every node.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted run in --out (complete shards are kept).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipe and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, overrides, resume, dry_run,
-             no_progress):
+def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, overrides, workers, address, resume,
+             dry_run, no_progress):
     """Segmentation-based non-uniform blur: sharp/blurred pairs written to LMDB shards in OUT."""
     from .runner import RunError, run_generate
 
@@ -92,12 +98,51 @@ def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, 
         return
     command = "blursynth " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
+        if workers is None:
+            workers = 0 if address else (os.cpu_count() or 1)
         summary = run_generate(resolved, source, num, out, seed=seed, shard_size=shard_size, resume=resume,
-                               command=command, progress=not no_progress)
+                               command=command, progress=not no_progress, workers=workers, address=address)
     except (RunError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     for line in summary.lines():
         click.echo(line)
+
+
+@main.command("inspect")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--verify", "check", is_flag=True,
+              help="Recompute every shard's checksum and compare indices and counts with the manifest.")
+@click.option("--preview", "preview_png", type=click.Path(dir_okay=False), default=None,
+              help="Write a contact sheet PNG: sharp | blurred | blur map, one row per sample.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=8, show_default=True, help="Rows of the preview.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def inspect_run(run_dir, check, preview_png, n, no_progress):
+    """Summarize the run in RUN_DIR; optionally verify its shards and write a preview."""
+    from tqdm import tqdm
+
+    from .inspect import format_summary, preview, summarize, verify
+    from .store.manifest import Manifest
+
+    try:
+        manifest = Manifest.load(run_dir)  # for the progress totals; its errors name the path
+        with tqdm(total=manifest.num_written, unit="pair", desc="reading meta", leave=False,
+                  disable=no_progress) as bar:
+            summary = summarize(run_dir, progress=bar.update)
+        for line in format_summary(summary):
+            click.echo(line)
+        result = None
+        if check:
+            with tqdm(total=summary["shards"]["total_bytes"], unit="B", unit_scale=True, desc="verifying",
+                      leave=False, disable=no_progress) as bar:
+                result = verify(run_dir, progress=bar.update)
+            for line in result.lines():
+                click.echo(line)
+        if preview_png is not None:
+            click.echo(f"preview: {preview(run_dir, preview_png, n=n)}")
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if result is not None and not result.ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -75,7 +75,7 @@ def make_sample(recipe: Recipe, source: Source, seed: int, index: int, timings: 
     camera = sample_camera(recipe.camera, stage_rng(seed, index, "camera"))
     with timings.stage("compose"):
         scene, scene_params = compose(item.image, item.masks, item.labels, recipe, stage_rng(seed, index, "scene"),
-                                      camera.response)
+                                      camera.response, item.lights)
     with timings.stage("render"):
         exposure = render(scene, method=recipe.render.method, reference_time=recipe.render.reference_time,
                           max_samples=recipe.render.max_samples)
@@ -89,6 +89,7 @@ def make_sample(recipe: Recipe, source: Source, seed: int, index: int, timings: 
         "view": item.view,
         "size": [blur.shape[1], blur.shape[0]],
         "scene": scene_params,
+        "light_px": int(item.lights.sum()) if item.lights is not None else 0,
         "camera": camera.to_meta(),
         "render": {"method": exposure.method, "samples": exposure.samples,
                    "reference_time": recipe.render.reference_time},

@@ -17,7 +17,7 @@ from .generate import Timings, write_shard
 from .recipe import Recipe
 from .sources import open_source
 from .store.manifest import Manifest
-from .store.shard import is_complete, shard_name
+from .store.shard import ShardInfo, is_complete, shard_name
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,15 @@ class RunSummary:
 
 
 def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, seed: int = 0, shard_size: int = 256,
-                 resume: bool = False, command: str = "", progress: bool = True) -> RunSummary:
+                 resume: bool = False, command: str = "", progress: bool = True, workers: int = 0,
+                 address: str | None = None) -> RunSummary:
     """Generate `num` samples into `out`; see the module docstring.
 
+    Args:
+        workers: 0 makes every shard in this process (debugging, tests); N >= 1 starts a local Ray with N CPUs
+            on loopback only, one shard per task.
+        address: join an existing Ray cluster instead ("auto" or "HOST:PORT"); `out` must be a path every node
+            sees.
     Raises RunError before any work for a bad count, an unwritable or foreign `out`, or a different run there.
     """
     if num < 1:
@@ -79,6 +85,8 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
         raise RunError(f"--shard-size must be at least 1, got {shard_size}")
     if seed < 0:
         raise RunError(f"--seed must be non-negative, got {seed}")
+    if workers < 0:
+        raise RunError(f"--workers must be >= 0, got {workers}")
     source = open_source(source_spec, recipe.size)
     out = Path(out)
     manifest = Manifest(recipe=recipe.to_dict(), seed=seed, num_requested=num, image_size=list(recipe.size),
@@ -93,14 +101,23 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
     timings = Timings()
     start = time.perf_counter()
     bar = _Progress(remaining, progress)
+
+    def finished(shard: int, info: ShardInfo, skips: list[dict]) -> None:
+        manifest.add_shard(info)
+        span = plan.indices(shard)
+        kept = [s for s in manifest.skipped if not span.start <= s["index"] < span.stop]
+        manifest.skipped = sorted(kept + skips, key=lambda s: s["index"])
+        manifest.save(out)
+
     try:
-        for shard in todo:
-            info, skips = write_shard(recipe, source, seed, shard, plan.indices(shard), out,
-                                      progress=bar, timings=timings)
-            manifest.add_shard(info)
-            kept = [s for s in manifest.skipped if not (plan.indices(shard).start <= s["index"] < plan.indices(shard).stop)]
-            manifest.skipped = sorted(kept + [s.to_dict() for s in skips], key=lambda s: s["index"])
-            manifest.save(out)
+        if workers == 0 and address is None:
+            for shard in todo:
+                info, skips = write_shard(recipe, source, seed, shard, plan.indices(shard), out, progress=bar,
+                                          timings=timings)
+                finished(shard, info, [s.to_dict() for s in skips])
+        else:
+            _run_shards_on_ray(recipe, source_spec, seed, [(s, plan.indices(s)) for s in todo], out, workers, address,
+                       bar, timings, finished)
     finally:
         bar.close()
     return RunSummary(out=out, requested=num, written=manifest.num_written, skipped=manifest.skipped_by_reason(),
@@ -158,14 +175,111 @@ class _Progress:
 
             self.bar = tqdm(total=total, unit="pair", dynamic_ncols=True, smoothing=0.1)
 
-    def __call__(self, n: int, skipped: bool) -> None:
+    def __call__(self, n: int, skipped: bool | int) -> None:
         if self.bar is None:
             return
-        self.bar.update(n)
+        self.bar.update(min(n, self.bar.total - self.bar.n))
         if skipped:
-            self.skipped += 1
+            self.skipped += int(skipped)
             self.bar.set_postfix(skipped=self.skipped)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+# --- Ray -------------------------------------------------------------------------------------------------------
+# A shard is one task; a worker process that dies mid-shard is retried by Ray (its half-written .tmp shard is
+# removed by the next writer of that shard). Samples depend on (recipe, seed, index) only, so a retried or
+# reordered shard is byte-identical.
+
+TASK_RETRIES = 3
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def _run_shards_on_ray(recipe: Recipe, source_spec: str, seed: int, shards: list[tuple[int, range]], out: Path,
+                       workers: int, address: str | None, progress: "_Progress", timings: Timings, finished) -> None:
+    ray = _start_ray(workers, address)
+    try:
+        counter = ray.remote(num_cpus=0)(_Counter).remote()
+        task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_shard_task)
+        recipe_dict = recipe.to_dict()
+        pending = {task.remote(recipe_dict, source_spec, seed, shard, list(indices), str(out.resolve()), counter): shard
+                   for shard, indices in shards}
+        reported = 0
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            done, skipped = ray.get(counter.get.remote())
+            progress(done - reported, skipped - progress.skipped)
+            reported = done
+            for ref in ready:
+                shard = pending.pop(ref)
+                info, skips, seconds = ray.get(ref)
+                for stage, value in seconds.items():
+                    timings.seconds[stage] = timings.seconds.get(stage, 0.0) + value
+                finished(shard, ShardInfo.from_dict(info), skips)
+    finally:
+        if address is None:
+            ray.shutdown()
+
+
+def _start_ray(workers: int, address: str | None):
+    """A local Ray on loopback with `workers` CPUs, or a connection to an existing cluster."""
+    import os
+
+    if address is None:
+        # Ray reads this when imported: with it, every process of a local Ray binds to 127.0.0.1 only (Ray has no
+        # authentication; an open port lets anyone who reaches it run code).
+        os.environ.update(LOOPBACK_ENV)
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    kwargs = dict(include_dashboard=False, configure_logging=False, log_to_driver=False,
+                  runtime_env={"env_vars": {**LOOPBACK_ENV, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}})
+    if address is None:
+        ray.init(num_cpus=workers, object_store_memory=256 << 20, **kwargs)
+    else:
+        ray.init(address=address, **kwargs)
+    return ray
+
+
+class _Counter:
+    """Ray actor: samples done and skipped so far, for the driver's progress bar."""
+
+    def __init__(self):
+        self.done = 0
+        self.skipped = 0
+
+    def add(self, n: int, skipped: bool) -> None:
+        self.done += n
+        self.skipped += int(skipped)
+
+    def get(self) -> tuple[int, int]:
+        return self.done, self.skipped
+
+
+def _shard_task(recipe_dict: dict, source_spec: str, seed: int, shard: int, indices: list[int], out: str, counter):
+    """Ray task: make one shard; returns (ShardInfo dict, skipped dicts, stage seconds)."""
+    import cv2
+
+    from .recipe import recipe_from_dict
+
+    cv2.setNumThreads(1)
+    recipe = recipe_from_dict(recipe_dict)
+    source = _worker_source(source_spec, tuple(recipe.size))
+    timings = Timings()
+    info, skips = write_shard(recipe, source, seed, shard, indices, out,
+                              progress=lambda n, skipped: counter.add.remote(n, skipped), timings=timings)
+    return info.to_dict(), [s.to_dict() for s in skips], timings.seconds
+
+
+_SOURCES: dict = {}
+
+
+def _worker_source(spec: str, size: tuple[int, int]):
+    # one source per worker process and spec: sources cache decoded photos and their segmentation
+    key = (spec, size)
+    if key not in _SOURCES:
+        _SOURCES[key] = open_source(spec, size)
+    return _SOURCES[key]

@@ -92,7 +92,7 @@ class Scene:
 
 
 def compose(image: np.ndarray, masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.random.Generator,
-            response: Response) -> tuple[Scene, dict]:
+            response: Response, lights: np.ndarray | None = None) -> tuple[Scene, dict]:
     """Build a scene from a photo and its instance masks.
 
     Args:
@@ -102,11 +102,12 @@ def compose(image: np.ndarray, masks: np.ndarray, labels: list[str], recipe: Rec
         recipe: the run's recipe (shake, scene.objects, scene, render.reference_time).
         rng: the sample's scene stream.
         response: the sample's camera response, used to linearize the photo.
+        lights: optional bool (H, W) mask of light sources; they get the full highlight boost.
     Returns:
         (scene, params): params is plain data (JSON-able) from which `build_scene` rebuilds the same scene.
     """
     params = sample_scene(masks, labels, recipe, rng)
-    return build_scene(image, masks, params, recipe, response), params
+    return build_scene(image, masks, params, recipe, response, lights), params
 
 
 def sample_scene(masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.random.Generator) -> dict:
@@ -147,20 +148,27 @@ def sample_scene(masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.r
             "highlight_boost": _uniform(rng, recipe.scene.highlight_boost)}
 
 
-def build_scene(image: np.ndarray, masks: np.ndarray, params: dict, recipe: Recipe, response: Response) -> Scene:
+def build_scene(image: np.ndarray, masks: np.ndarray, params: dict, recipe: Recipe, response: Response,
+                lights: np.ndarray | None = None) -> Scene:
     """Deterministic: the scene described by `params` (from `sample_scene`) on this photo and masks."""
     h, w = image.shape[:2]
     cfg = recipe.scene
     lut = response.lut_to_linear()
     boost = params["highlight_boost"]
     linear = _linearize(image, lut, boost, cfg.highlight_threshold)
+    if lights is not None and boost > 0 and lights.any():
+        # a known light source is brighter than white whatever its encoded value: full boost
+        linear[lights] = lut[image[lights]] * np.float32(1.0 + boost)
     objects = params["objects"]
     if objects:
         union = np.zeros((h, w), dtype=np.uint8)
         for o in objects:
             union |= masks[o["mask_index"]].astype(np.uint8)
-        background = _linearize(_fill_behind(image, union, cfg.feather_px, cfg.inpaint_scale), lut, boost,
-                                cfg.highlight_threshold)
+        filled = _fill_behind(image, union, cfg.feather_px, cfg.inpaint_scale)
+        background = _linearize(filled, lut, boost, cfg.highlight_threshold)
+        if lights is not None and boost > 0 and lights.any():
+            kept = lights & (filled == image).all(axis=2)  # lights outside the inpainted hole
+            background[kept] = linear[kept]
     else:
         background = linear
     camera = camera_motion(params["camera"], (w, h))

@@ -17,7 +17,7 @@ from blursynth.scene import compose
 from blursynth.store.manifest import Manifest
 from blursynth.store.shard import ShardReader
 
-SMALL = ["--size", "96x64", "--no-progress"]
+SMALL = ["--size", "96x64", "--no-progress", "--workers", "0"]
 
 
 def cli(*args):
@@ -213,3 +213,20 @@ def test_compose_fills_behind_moving_segments_with_background():
     # the object leaves part of its own footprint during the exposure: there blur mixes in green
     assert exp.blur[32, 45, 1] > 0.0
     assert np.allclose(exp.sharp[32, 45], scene.layers[1].rgb[32, 45], atol=1e-6)
+
+
+def test_light_sources_get_the_full_highlight_boost_and_saturate_after_blur():
+    h, w = 48, 64
+    img = np.full((h, w, 3), 120, np.uint8)
+    img[20:24, 30:34] = 200  # a lamp that is not near white in the photo
+    lights = np.zeros((h, w), bool)
+    lights[20:24, 30:34] = True
+    rec = load_recipe("default", ["size=[64, 48]", "scene.objects.count=[0, 0]", "scene.highlight_boost=[3, 3]",
+                                  "shake.models={none: 1}", "shake.parallax_px=[0, 0]"])
+    masks = np.zeros((0, h, w), bool)
+    plain, _ = compose(img, masks, [], rec, np.random.default_rng(0), Response("gamma", 2.2))
+    lit, _ = compose(img, masks, [], rec, np.random.default_rng(0), Response("gamma", 2.2), lights)
+    lin = (200 / 255) ** 2.2
+    assert plain.layers[0].rgb[21, 31, 0] == pytest.approx(lin, rel=1e-5)
+    assert lit.layers[0].rgb[21, 31, 0] == pytest.approx(4 * lin, rel=1e-5)
+    assert lit.layers[0].rgb[5, 5, 0] == plain.layers[0].rgb[5, 5, 0]

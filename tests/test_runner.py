@@ -1,0 +1,148 @@
+"""The Ray runner: a real local Ray started by the tests, on loopback only."""
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from blursynth.recipe import load_recipe
+from blursynth.runner import run_generate
+from blursynth.store.manifest import Manifest
+from blursynth.store.shard import ShardReader
+
+RECIPE = ["size=[96, 64]"]
+
+
+def shard_bytes(out: Path) -> dict:
+    values = {}
+    for shard in sorted(out.glob("shard-*.lmdb")):
+        reader = ShardReader(shard)
+        for i in reader.indices():
+            for field in reader.fields():
+                values[(shard.name, i, field)] = reader.get(i, field)
+    return values
+
+
+def listening_sockets() -> set[tuple[str, int, str]]:
+    """(local address, port, inode) of every listening TCP socket on this machine, from /proc/net."""
+    found = set()
+    for name, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            local, state, inode = parts[1], parts[3], parts[9]
+            if state != "0A":  # LISTEN
+                continue
+            addr_hex, port_hex = local.split(":")
+            # /proc/net prints the address as 32-bit words in host (little-endian) byte order
+            raw = b"".join(bytes.fromhex(addr_hex[i:i + 8])[::-1] for i in range(0, len(addr_hex), 8))
+            found.add((ipaddress.ip_address(raw), int(port_hex, 16), inode))
+    return found
+
+
+def is_loopback(addr) -> bool:
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return addr.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    run_generate(load_recipe("default", RECIPE), "builtin", 6, out, seed=5, shard_size=2, progress=False, workers=0)
+    return out
+
+
+def test_two_ray_workers_give_the_same_bytes_on_loopback_only(reference_run, tmp_path):
+    before = listening_sockets()
+    seen = set()
+    out = tmp_path / "ray"
+
+    import threading
+
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen.update(listening_sockets() - before)
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        summary = run_generate(load_recipe("default", RECIPE), "builtin", 6, out, seed=5, shard_size=2,
+                               progress=False, workers=2)
+    finally:
+        stop.set()
+        watcher.join()
+    assert summary.written == 6 and summary.shards_done == 3
+    assert shard_bytes(out) == shard_bytes(reference_run)
+    assert [s.checksum for s in Manifest.load(out).shards] == [s.checksum for s in Manifest.load(reference_run).shards]
+    # Ray opened ports while it ran, and every one of them was bound to loopback
+    assert seen, "no listening socket seen while Ray ran"
+    assert all(is_loopback(addr) for addr, _, _ in seen), sorted(map(str, seen))
+
+
+def _ray_task_pids() -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ray::_shard_task" in cmd:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_a_killed_ray_worker_is_retried_and_the_run_completes(reference_run, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "blursynth.cli", "generate", "--num", "6", "--out", str(out), "--seed", "5",
+           "--shard-size", "2", "--size", "96x64", "--workers", "1", "--no-progress"]
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    killed = None
+    deadline = time.time() + 120
+    while killed is None and time.time() < deadline and proc.poll() is None:
+        pids = _ray_task_pids()
+        if pids:
+            time.sleep(0.3)  # let it get into the shard
+            os.kill(pids[0], signal.SIGKILL)
+            killed = pids[0]
+        time.sleep(0.05)
+    output = proc.communicate(timeout=300)[0].decode()
+    assert killed is not None, "never saw a running shard task to kill:\n" + output
+    assert proc.returncode == 0, output
+    assert "wrote 6 of 6 samples" in output
+    assert shard_bytes(out) == shard_bytes(reference_run)
+
+
+def test_driver_killed_mid_run_resumes_to_the_same_bytes(reference_run, tmp_path):
+    out = tmp_path / "crashed"
+    cmd = [sys.executable, "-m", "blursynth.cli", "generate", "--num", "6", "--out", str(out), "--seed", "5",
+           "--shard-size", "2", "--size", "96x64", "--workers", "0", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if Manifest.load(out).shards:
+                break
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(Manifest.load(out).shards)
+    assert 1 <= done, "the driver never finished a shard"
+    r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert shard_bytes(out) == shard_bytes(reference_run)
+    assert not list(out.glob("*.tmp"))
