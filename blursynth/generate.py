@@ -78,7 +78,7 @@ def make_sample(recipe: Recipe, source: Source, seed: int, index: int, timings: 
                                       camera.response, item.lights)
     with timings.stage("render"):
         exposure = render(scene, method=recipe.render.method, reference_time=recipe.render.reference_time,
-                          max_samples=recipe.render.max_samples)
+                          max_samples=recipe.render.max_samples, kernel_size=recipe.render.kernel_size)
     with timings.stage("camera"):
         blur, sharp = apply_camera(exposure.blur, exposure.sharp, camera, stage_rng(seed, index, "noise"))
     magnitude = exposure.blur_map[..., 2]

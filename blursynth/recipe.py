@@ -43,6 +43,9 @@ class ShakeRecipe:
 class ObjectRecipe:
     """Moving segments and their own motion (affine about the segment's centroid)."""
 
+    # "affine": own translation along a curved path, rotation and scale, composed with the camera's motion;
+    # "kernel": one independent Boracchi-Foi translation kernel per segment of length speed_px (SBDD)
+    model: str = "affine"
     count: tuple[int, int] = (0, 5)
     min_area: float = 0.002  # fraction of the image
     max_area: float = 0.25
@@ -58,7 +61,9 @@ class SceneRecipe:
     objects: ObjectRecipe = field(default_factory=ObjectRecipe)
     # radius in pixels of the feathered segment edge
     feather_px: float = 0.7
-    # background behind moving segments: cv2.inpaint at 1/inpaint_scale resolution
+    # background behind moving segments: cv2.inpaint at 1/inpaint_scale resolution; inpaint=false keeps the photo
+    # (SBDD's model has no disocclusion)
+    inpaint: bool = True
     inpaint_scale: int = 4
     # linear radiance of near-white pixels is multiplied by 1 + U(highlight_boost) (clipped highlights are
     # brighter than white; clipping after integration then makes saturated streaks)
@@ -84,7 +89,9 @@ class CameraRecipe:
 
 @dataclass
 class RenderRecipe:
-    method: str = "exact"  # "exact" | "layered"
+    method: str = "exact"  # "exact" | "layered" | "sbdd"
+    # sbdd: side of the square kernel each path is rasterized into (SBDD used 33 or 65)
+    kernel_size: int = 33
     reference_time: float = 0.5  # where sharp is taken on the normalized exposure [0, 1]
     max_samples: int = 256
 
@@ -257,14 +264,25 @@ def _validate(r: Recipe) -> None:
     _check(c.jpeg_quality[1] <= 100, "camera.jpeg_quality", "must be <= 100")
     for name in ("srgb_prob", "noise_prob", "jpeg_prob"):
         _check(0 <= getattr(c, name) <= 1, f"camera.{name}", "probability must lie in [0, 1]")
-    _check(r.render.method in ("exact", "layered"), "render.method", f"must be 'exact' or 'layered', got {r.render.method!r}")
-    if r.render.method == "layered":
-        # layered convolution needs translation-only motion: say which fields would break it, before any work
+    _check(r.render.method in ("exact", "layered", "sbdd"), "render.method",
+           f"must be 'exact', 'layered' or 'sbdd', got {r.render.method!r}")
+    _check(o.model in ("affine", "kernel"), "scene.objects.model", f"must be 'affine' or 'kernel', got {o.model!r}")
+    if r.render.method == "sbdd":
+        k = r.render.kernel_size
+        _check(k >= 3 and k % 2 == 1, "render.kernel_size", f"must be odd and >= 3, got {k}")
+        # a path centred on mid-exposure reaches at most half its length from the kernel centre
+        _check(r.shake.length_px[1] <= k - 3, "shake.length_px", f"must be <= {k - 3} to fit a {k}x{k} kernel")
+        _check(o.speed_px[1] <= k - 3, "scene.objects.speed_px", f"must be <= {k - 3} to fit a {k}x{k} kernel")
+        _check(r.shake.parallax_px == (0.0, 0.0), "shake.parallax_px", "must be [0, 0] with render.method=sbdd")
+        _check(o.model == "kernel", "scene.objects.model", "must be 'kernel' with render.method=sbdd")
+    if r.render.method in ("layered", "sbdd"):
+        # convolution needs translation-only motion: say which fields would break it, before any work
+        m = r.render.method
         _check(r.shake.models.get("rotational", 0) == 0, "shake.models.rotational",
-               "must be 0 with render.method=layered (camera rotation is not a translation)")
-        _check(tuple(o.rotation_deg) == (0.0, 0.0), "scene.objects.rotation_deg",
-               "must be [0, 0] with render.method=layered")
-        _check(tuple(o.scale) == (1.0, 1.0), "scene.objects.scale", "must be [1, 1] with render.method=layered")
+               f"must be 0 with render.method={m} (camera rotation is not a translation)")
+        if o.model == "affine":
+            _check(tuple(o.rotation_deg) == (0.0, 0.0), "scene.objects.rotation_deg", f"must be [0, 0] with render.method={m}")
+            _check(tuple(o.scale) == (1.0, 1.0), "scene.objects.scale", f"must be [1, 1] with render.method={m}")
     _check(0 <= r.render.reference_time <= 1, "render.reference_time", "must lie in [0, 1]")
     _check(1 <= r.render.max_samples <= 4096, "render.max_samples", "must lie in [1, 4096]")
     _check(r.output.codec in IMAGE_CODECS, "output.codec", f"must be one of {', '.join(IMAGE_CODECS)}")

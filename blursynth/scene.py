@@ -144,6 +144,8 @@ def sample_scene(masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.r
             "rotation_deg": _uniform(rng, obj.rotation_deg),
             "scale": _uniform(rng, obj.scale),
         })
+        if obj.model == "kernel":
+            objects[-1]["seed"] = child_seed(rng)
     return {"camera": camera, "parallax": parallax, "objects": objects,
             "highlight_boost": _uniform(rng, recipe.scene.highlight_boost)}
 
@@ -160,7 +162,7 @@ def build_scene(image: np.ndarray, masks: np.ndarray, params: dict, recipe: Reci
         # a known light source is brighter than white whatever its encoded value: full boost
         linear[lights] = lut[image[lights]] * np.float32(1.0 + boost)
     objects = params["objects"]
-    if objects:
+    if objects and cfg.inpaint:
         union = np.zeros((h, w), dtype=np.uint8)
         for o in objects:
             union |= masks[o["mask_index"]].astype(np.uint8)
@@ -177,10 +179,14 @@ def build_scene(image: np.ndarray, masks: np.ndarray, params: dict, recipe: Reci
                     depth=1.0, label="background", extend=True, _opaque=True)]
     for o in sorted(objects, key=lambda o: -o["depth"]):  # back to front
         alpha, box = _feather(masks[o["mask_index"]], o["bbox"], cfg.feather_px)
-        own = object_motion(tuple(o["center"]), o["speed_px"], o["heading_rad"], o["curvature_rad"], o["rotation_deg"],
-                            o["scale"])
-        layers.append(Layer(linear, alpha, _layer_motion(own, camera, params, o["depth"], t_ref), depth=o["depth"],
-                            label=o["label"], _box=box))
+        if "seed" in o:
+            # an independent kernel, not composed with the camera (SBDD's model)
+            motion = Motion.from_translation(bf_trajectory(o["seed"], o["speed_px"])).recentered(t_ref)
+        else:
+            own = object_motion(tuple(o["center"]), o["speed_px"], o["heading_rad"], o["curvature_rad"],
+                                o["rotation_deg"], o["scale"])
+            motion = _layer_motion(own, camera, params, o["depth"], t_ref)
+        layers.append(Layer(linear, alpha, motion, depth=o["depth"], label=o["label"], _box=box))
     return Scene(layers)
 
 

@@ -19,8 +19,9 @@ from ..scene import Scene
 from .exact import integrate_exact, sharp_and_blur_map
 from .layered import integrate_layered
 from .pack import pack_layers
+from .sbdd import integrate_sbdd
 
-METHODS = ("exact", "layered")
+METHODS = ("exact", "layered", "sbdd")
 
 
 @dataclass
@@ -45,15 +46,18 @@ class Exposure:
 
 
 def render(scene: Scene, method: str = "exact", reference_time: float = 0.5, samples: int | None = None,
-           max_samples: int = 256) -> Exposure:
+           max_samples: int = 256, kernel_size: int = 33) -> Exposure:
     """Render a scene's exposure.
 
     Args:
         scene: layers back to front, linear straight RGB + alpha, each with its Motion.
-        method: "exact" or "layered" (translation-only motion, ValueError otherwise).
+        method: "exact", "layered" (translation-only motion, ValueError otherwise) or "sbdd" (SBDD's blended
+            uniform kernels, see render/sbdd.py; translation only).
         reference_time: where on the normalized exposure [0, 1] the sharp image is taken.
         samples: time samples for every pixel; default adaptive, about one per pixel of path of the fastest
-            layer that reaches the pixel ("exact") or of the whole scene ("layered"), capped at `max_samples`.
+            layer that reaches the pixel ("exact") or of the whole scene ("layered", "sbdd"), capped at
+            `max_samples`.
+        kernel_size: "sbdd" only: side of the square kernel each path is rasterized into.
     Returns:
         Exposure.
     """
@@ -69,6 +73,8 @@ def render(scene: Scene, method: str = "exact", reference_time: float = 0.5, sam
         blur = sharp.copy()
     elif method == "layered":
         blur = integrate_layered(scene, exposure_times(n))
+    elif method == "sbdd":
+        blur = integrate_sbdd(scene, exposure_times(n), kernel_size)
     else:
         blur, n = integrate_exact(packed, scene, samples, max_samples)
     return Exposure(blur=blur, sharp=sharp, blur_map=blur_map, samples=n, method=method)
