@@ -30,6 +30,9 @@ setup(
         # a bare requirement with nothing installed would download a multi-GB CUDA build.
         "torch>=2.4,<2.15",
     ],
-    extras_require={"dev": ["pytest>=7", "pytest-timeout>=2.2"]},
+    extras_require={
+        "sam": ["segment-anything>=1.0"],
+        "dev": ["pytest>=7", "pytest-timeout>=2.2", "segment-anything>=1.0"],
+    },
     entry_points={"console_scripts": ["blursynth=blursynth.cli:main"]},
 )

@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import sys
+from pathlib import Path
 
 import click
 
@@ -67,6 +68,11 @@ def main(verbose: int) -> None:
 @click.option("--blur-map/--no-blur-map", default=None, help="Also store the blur map (ID-Blau u_x, u_y, px).")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
               help="Override a recipe field, e.g. --set camera.gain=[1,1] (repeatable).")
+@click.option("--sam-checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Segment folder:DIR photos with segment-anything using this local checkpoint (never downloaded).")
+@click.option("--sam-model", type=click.Choice(["vit_b", "vit_l", "vit_h", "tiny"]), default=None,
+              help="SAM model of --sam-checkpoint (default vit_b); tiny without a checkpoint has random weights "
+                   "(tests only).")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Ray workers on this machine (default: all cores); 0 runs in-process, for debugging.")
 @click.option("--address", default=None, help="Join an existing Ray cluster (auto or HOST:PORT); --out must be "
@@ -74,8 +80,8 @@ def main(verbose: int) -> None:
 @click.option("--resume", is_flag=True, help="Finish an interrupted run in --out (complete shards are kept).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipe and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, overrides, workers, address, resume,
-             dry_run, no_progress):
+def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, overrides, sam_checkpoint, sam_model,
+             workers, address, resume, dry_run, no_progress):
     """Segmentation-based non-uniform blur: sharp/blurred pairs written to LMDB shards in OUT."""
     from .runner import RunError, run_generate
 
@@ -96,16 +102,37 @@ def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, 
 
         click.echo(yaml.safe_dump(resolved.to_dict(), sort_keys=False), nl=False)
         return
+    sam = _sam_options(source, sam_checkpoint, sam_model)
     command = "blursynth " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         if workers is None:
             workers = 0 if address else (os.cpu_count() or 1)
         summary = run_generate(resolved, source, num, out, seed=seed, shard_size=shard_size, resume=resume,
-                               command=command, progress=not no_progress, workers=workers, address=address)
+                               command=command, progress=not no_progress, workers=workers, address=address, sam=sam)
     except (RunError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     for line in summary.lines():
         click.echo(line)
+
+
+def _sam_options(source: str, checkpoint: str | None, model: str | None) -> dict | None:
+    """SamSegmenter arguments from the flags, with the checkpoint loaded once here so that a missing or mismatched
+    file fails before any work starts."""
+    if checkpoint is None and model is None:
+        return None
+    if not source.startswith("folder:"):
+        raise click.UsageError("--sam-checkpoint/--sam-model apply to --source folder:DIR only")
+    model = model or "vit_b"
+    if checkpoint is None and model != "tiny":
+        raise click.UsageError(f"--sam-model {model} needs --sam-checkpoint PATH")
+    from .segment.sam import SamSegmenter
+
+    sam = {"checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()), "model_type": model}
+    try:
+        SamSegmenter(**sam).model
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    return sam
 
 
 @main.command("inspect")

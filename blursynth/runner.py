@@ -69,7 +69,7 @@ class RunSummary:
 
 def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, seed: int = 0, shard_size: int = 256,
                  resume: bool = False, command: str = "", progress: bool = True, workers: int = 0,
-                 address: str | None = None) -> RunSummary:
+                 address: str | None = None, sam: dict | None = None) -> RunSummary:
     """Generate `num` samples into `out`; see the module docstring.
 
     Args:
@@ -77,6 +77,8 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
             on loopback only, one shard per task.
         address: join an existing Ray cluster instead ("auto" or "HOST:PORT"); `out` must be a path every node
             sees.
+        sam: segment folder sources with segment-anything ({"checkpoint": PATH, "model_type": ...}); every worker
+            loads its own model.
     Raises RunError before any work for a bad count, an unwritable or foreign `out`, or a different run there.
     """
     if num < 1:
@@ -87,11 +89,13 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
         raise RunError(f"--seed must be non-negative, got {seed}")
     if workers < 0:
         raise RunError(f"--workers must be >= 0, got {workers}")
-    source = open_source(source_spec, recipe.size)
+    source = open_source(source_spec, recipe.size, sam)
     out = Path(out)
+    extra = {"source": source_spec, "shard_size": shard_size}
+    if sam is not None:
+        extra["sam"] = sam
     manifest = Manifest(recipe=recipe.to_dict(), seed=seed, num_requested=num, image_size=list(recipe.size),
-                        codec=recipe.output.codec, command=command,
-                        extra={"source": source_spec, "shard_size": shard_size})
+                        codec=recipe.output.codec, command=command, extra=extra)
     manifest = _prepare_out(out, manifest, resume)
     plan = Plan(num, shard_size)
     done = {s.name for s in manifest.shards if is_complete(out / s.name)}
@@ -102,8 +106,11 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
     start = time.perf_counter()
     bar = _Progress(remaining, progress)
 
-    def finished(shard: int, info: ShardInfo, skips: list[dict]) -> None:
+    def finished(shard: int, info: ShardInfo, skips: list[dict], node: str | None = None) -> None:
         manifest.add_shard(info)
+        if node is not None:
+            # which Ray node made each shard: for debugging a cluster run (not part of the samples)
+            manifest.extra.setdefault("shard_nodes", {})[info.name] = node
         span = plan.indices(shard)
         kept = [s for s in manifest.skipped if not span.start <= s["index"] < span.stop]
         manifest.skipped = sorted(kept + skips, key=lambda s: s["index"])
@@ -116,8 +123,8 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
                                           timings=timings)
                 finished(shard, info, [s.to_dict() for s in skips])
         else:
-            _run_shards_on_ray(recipe, source_spec, seed, [(s, plan.indices(s)) for s in todo], out, workers, address,
-                       bar, timings, finished)
+            _run_shards_on_ray(recipe, source_spec, sam, seed, [(s, plan.indices(s)) for s in todo], out, workers,
+                               address, bar, timings, finished)
     finally:
         bar.close()
     return RunSummary(out=out, requested=num, written=manifest.num_written, skipped=manifest.skipped_by_reason(),
@@ -197,14 +204,14 @@ TASK_RETRIES = 3
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
-def _run_shards_on_ray(recipe: Recipe, source_spec: str, seed: int, shards: list[tuple[int, range]], out: Path,
-                       workers: int, address: str | None, progress: "_Progress", timings: Timings, finished) -> None:
+def _run_shards_on_ray(recipe: Recipe, source_spec: str, sam: dict | None, seed: int,
+                       shards: list[tuple[int, range]], out: Path, workers: int, address: str | None, progress: "_Progress", timings: Timings, finished) -> None:
     ray = _start_ray(workers, address)
     try:
         counter = ray.remote(num_cpus=0)(_Counter).remote()
         task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_shard_task)
         recipe_dict = recipe.to_dict()
-        pending = {task.remote(recipe_dict, source_spec, seed, shard, list(indices), str(out.resolve()), counter): shard
+        pending = {task.remote(recipe_dict, source_spec, sam, seed, shard, list(indices), str(out.resolve()), counter): shard
                    for shard, indices in shards}
         reported = 0
         while pending:
@@ -214,10 +221,10 @@ def _run_shards_on_ray(recipe: Recipe, source_spec: str, seed: int, shards: list
             reported = done
             for ref in ready:
                 shard = pending.pop(ref)
-                info, skips, seconds = ray.get(ref)
+                info, skips, seconds, node = ray.get(ref)
                 for stage, value in seconds.items():
                     timings.seconds[stage] = timings.seconds.get(stage, 0.0) + value
-                finished(shard, ShardInfo.from_dict(info), skips)
+                finished(shard, ShardInfo.from_dict(info), skips, node)
     finally:
         if address is None:
             ray.shutdown()
@@ -259,27 +266,29 @@ class _Counter:
         return self.done, self.skipped
 
 
-def _shard_task(recipe_dict: dict, source_spec: str, seed: int, shard: int, indices: list[int], out: str, counter):
-    """Ray task: make one shard; returns (ShardInfo dict, skipped dicts, stage seconds)."""
+def _shard_task(recipe_dict: dict, source_spec: str, sam: dict | None, seed: int, shard: int, indices: list[int],
+                out: str, counter):
+    """Ray task: make one shard; returns (ShardInfo dict, skipped dicts, stage seconds, node id)."""
     import cv2
+    import ray
 
     from .recipe import recipe_from_dict
 
     cv2.setNumThreads(1)
     recipe = recipe_from_dict(recipe_dict)
-    source = _worker_source(source_spec, tuple(recipe.size))
+    source = _worker_source(source_spec, tuple(recipe.size), sam)
     timings = Timings()
     info, skips = write_shard(recipe, source, seed, shard, indices, out,
                               progress=lambda n, skipped: counter.add.remote(n, skipped), timings=timings)
-    return info.to_dict(), [s.to_dict() for s in skips], timings.seconds
+    return info.to_dict(), [s.to_dict() for s in skips], timings.seconds, ray.get_runtime_context().get_node_id()
 
 
 _SOURCES: dict = {}
 
 
-def _worker_source(spec: str, size: tuple[int, int]):
-    # one source per worker process and spec: sources cache decoded photos and their segmentation
-    key = (spec, size)
+def _worker_source(spec: str, size: tuple[int, int], sam: dict | None):
+    # one source per worker process and spec: sources cache decoded photos, their segmentation and SAM's model
+    key = (spec, size, tuple(sorted((sam or {}).items())))
     if key not in _SOURCES:
-        _SOURCES[key] = open_source(spec, size)
+        _SOURCES[key] = open_source(spec, size, sam)
     return _SOURCES[key]

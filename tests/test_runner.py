@@ -146,3 +146,37 @@ def test_driver_killed_mid_run_resumes_to_the_same_bytes(reference_run, tmp_path
     assert r.returncode == 0, r.stdout + r.stderr
     assert shard_bytes(out) == shard_bytes(reference_run)
     assert not list(out.glob("*.tmp"))
+
+
+@pytest.fixture
+def two_node_cluster():
+    """A head and a second node on this machine, loopback only (conftest sets the environment), 1 CPU each."""
+    from ray.cluster_utils import Cluster
+
+    before = listening_sockets()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        cluster.opened = listening_sockets() - before
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+def test_generate_joins_a_two_node_cluster_and_uses_both(two_node_cluster, reference_run, tmp_path):
+    before = listening_sockets()
+    out = tmp_path / "cluster"
+    cmd = [sys.executable, "-m", "blursynth.cli", "generate", "--num", "6", "--out", str(out), "--seed", "5",
+           "--shard-size", "1", "--size", "96x64", "--address", two_node_cluster.address, "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = Manifest.load(out)
+    nodes = set(m.extra["shard_nodes"].values())
+    assert len(nodes) == 2, m.extra["shard_nodes"]
+    # same samples as the in-process reference, shard by shard
+    ref = shard_bytes(reference_run)
+    got = shard_bytes(out)
+    assert {(i, f): v for (_, i, f), v in got.items()} == {(i, f): v for (_, i, f), v in ref.items()}
+    opened = two_node_cluster.opened | (listening_sockets() - before)
+    assert opened and all(is_loopback(addr) for addr, _, _ in opened), sorted(map(str, opened))

@@ -18,7 +18,7 @@ from .io import SourceError, read_image
 SOURCE_KINDS = ("builtin", "folder", "coco", "ade20k")
 
 
-def open_source(spec: str, size: tuple[int, int]) -> Source:
+def open_source(spec: str, size: tuple[int, int], sam: dict | None = None) -> Source:
     """Open a source from its command-line spec: "builtin", "folder:DIR", "coco:ROOT" or "ade20k:ROOT".
 
     ROOT of coco may also be the path of an instances JSON.
@@ -26,12 +26,21 @@ def open_source(spec: str, size: tuple[int, int]) -> Source:
     Args:
         spec: the --source value.
         size: (width, height) of every item it yields.
+        sam: folder sources only: segment with segment-anything instead of the graph segmenter, built from
+            SamSegmenter's arguments ({"checkpoint": PATH, "model_type": "vit_b"}).
     """
+    if sam is not None and not spec.startswith("folder:"):
+        raise ValueError("SAM segmentation applies to folder:DIR sources only")
     kind, _, arg = spec.partition(":")
     if kind == "builtin" and not arg:
         return BuiltinSource(size)
     if kind == "folder" and arg:
-        return FolderSource(arg, size)
+        segmenter = None
+        if sam is not None:
+            from ..segment.sam import SamSegmenter
+
+            segmenter = SamSegmenter(**sam)
+        return FolderSource(arg, size, segmenter)
     if kind == "coco" and arg:
         return CocoSource(arg, size)
     if kind == "ade20k" and arg:

@@ -52,15 +52,17 @@ class Source:
         raise NotImplementedError
 
 
-def segment_labels(image: np.ndarray) -> np.ndarray:
-    """Graph-segmentation label map (int32, same size as `image`), computed on a copy of bounded size."""
+def segment_labels(image: np.ndarray, segmenter=None) -> np.ndarray:
+    """Label map (int32, same size as `image`) from `segmenter` (a callable image -> label map; default the
+    graph segmenter), computed on a copy of bounded size."""
+    segment = graph_segments if segmenter is None else segmenter
     h, w = image.shape[:2]
     scale = min(1.0, SEGMENT_MAX_SIDE / max(h, w))
     if scale < 1.0:
         small = cv2.resize(image, (max(int(w * scale), 1), max(int(h * scale), 1)), interpolation=cv2.INTER_AREA)
-        labels = graph_segments(small)
+        labels = segment(small)
         return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
-    return graph_segments(image)
+    return segment(image)
 
 
 def random_view(image: np.ndarray, labels: np.ndarray | None, size: tuple[int, int],
@@ -91,12 +93,14 @@ def random_view(image: np.ndarray, labels: np.ndarray | None, size: tuple[int, i
     return out, out_labels, view
 
 
-def masks_from_labels(labels: np.ndarray, area=MASK_AREA, max_masks: int = MAX_MASKS, min_fill: float = MIN_FILL) -> np.ndarray:
+def masks_from_labels(labels: np.ndarray, area=MASK_AREA, max_masks: int = MAX_MASKS, min_fill: float = MIN_FILL,
+                      background: int | None = None) -> np.ndarray:
     """Instance masks for the compact segments whose area fraction lies in `area`, largest first.
 
     Args:
         labels: int32 (H, W) label map.
         min_fill: least area / bounding-box area of a kept segment.
+        background: a label that is not an object (SAM's 0: no mask there).
     Returns:
         bool (K, H, W), K <= max_masks.
     """
@@ -104,6 +108,8 @@ def masks_from_labels(labels: np.ndarray, area=MASK_AREA, max_masks: int = MAX_M
     counts = np.bincount(labels.ravel())
     frac = counts / float(h * w)
     keep = np.flatnonzero((frac >= area[0]) & (frac <= area[1]))
+    if background is not None:
+        keep = keep[keep != background]
     keep = keep[np.argsort(-counts[keep], kind="stable")]
     boxes = ndimage.find_objects(labels + 1)  # slices of label l at index l
     masks = []

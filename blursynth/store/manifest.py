@@ -105,6 +105,8 @@ class Manifest:
             "num_requested": self.num_requested,
             "image_size": list(self.image_size),
             "codec": self.codec,
+            "source": self.extra.get("source"),
+            "sam": self.extra.get("sam"),
         }))
 
     def add_shard(self, info: ShardInfo) -> None:
