@@ -154,7 +154,7 @@ def main():
     threads_all = numba.config.NUMBA_NUM_THREADS
     result = {"machine": machine_info(), "integrators": bench_integrators(threads_all), "pairs": []}
     for method, overrides in (("exact", FIVE), ("layered", TRANSLATION)):
-        for codec in ("png", "qoi"):
+        for codec in ("png", "zstd"):
             result["pairs"].append(bench_pairs(method, overrides, args.pairs, codec))
     targets = {"exact": 0.4, "layered": 0.2}
     for row in result["pairs"]:

@@ -156,8 +156,15 @@ def test_folder_source_skips_bad_images_with_reasons(tmp_path):
     (src / "d_truncated.jpg").write_bytes(good[: len(good) // 3])
     cv2.imwrite(str(src / "e_tiny.png"), np.zeros((1, 1, 3), np.uint8))
     cv2.imwrite(str(src / "f_gray16.png"), (data.camera().astype(np.uint16) * 257))
+    cv2.imwrite(str(src / "g_gray8.png"), data.camera())
+    rgba = np.dstack([data.astronaut()[..., ::-1], np.full((512, 512), 200, np.uint8)])
+    cv2.imwrite(str(src / "h_rgba.png"), rgba)
+    from PIL import Image
+
+    Image.fromarray(data.coffee()).convert("CMYK").save(src / "i_cmyk.jpg", quality=90)
+    assert Image.open(src / "i_cmyk.jpg").mode == "CMYK"
     out = tmp_path / "run"
-    r = cli("generate", "--num", 6, "--out", out, "--source", f"folder:{src}", *SMALL)
+    r = cli("generate", "--num", 9, "--out", out, "--source", f"folder:{src}", *SMALL)
     assert r.exit_code == 0, r.output
     m = Manifest.load(out)
     reasons = {s["source_id"]: s["reason"] for s in m.skipped}
@@ -165,10 +172,31 @@ def test_folder_source_skips_bad_images_with_reasons(tmp_path):
     assert "truncated" in reasons["d_truncated.jpg"]
     assert "empty file" in reasons["b_empty.png"] and "decode" in reasons["c_text.png"]
     assert "too small" in reasons["e_tiny.png"]
-    assert m.num_written == 6 - len(reasons)
+    assert m.num_written == 9 - len(reasons)
     assert "skipped" in r.output
     ids = [ShardDataset(out)[i]["meta"]["source_id"] for i in range(m.num_written)]
-    assert "a_good.jpg" in ids and "f_gray16.png" in ids
+    assert ids == ["a_good.jpg", "f_gray16.png", "g_gray8.png", "h_rgba.png", "i_cmyk.jpg"]
+
+
+@pytest.mark.parametrize("name,make", [
+    ("gray16.png", lambda p: cv2.imwrite(str(p), data.camera().astype(np.uint16) * 257)),
+    ("rgba.png", lambda p: cv2.imwrite(str(p), np.dstack([data.coffee()[..., ::-1], np.full((400, 600), 9, np.uint8)]))),
+    ("cmyk.jpg", lambda p: __import__("PIL.Image", fromlist=["Image"]).fromarray(data.coffee()).convert("CMYK")
+     .save(p, quality=95)),
+])
+def test_reader_converts_unusual_images_to_rgb8(tmp_path, name, make):
+    from blursynth.sources import read_image
+
+    path = tmp_path / name
+    make(path)
+    img = read_image(path)
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+    if name.startswith("gray16"):
+        assert np.array_equal(img[..., 0], data.camera()) and np.array_equal(img[..., 0], img[..., 2])
+    else:
+        # colour order is RGB and the alpha / CMYK conversion keeps the photo (JPEG within a few levels)
+        tol = 0 if name.startswith("rgba") else 12
+        assert np.abs(img.astype(int) - data.coffee()).mean() <= max(tol, 0.01)
 
 
 def test_missing_source_folder_is_a_clear_error(tmp_path):

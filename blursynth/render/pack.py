@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from ..scene import Scene
@@ -27,26 +28,33 @@ class PackedLayers:
 
 
 def pack_layers(scene: Scene) -> PackedLayers:
-    parts, offsets, dims, origin = [], [], [], []
-    offset = 0
-    for layer in scene.layers:
-        x0, y0, x1, y1 = layer.support_box()
-        rgba = np.empty((y1 - y0 + 1, x1 - x0 + 1, 4), dtype=np.float32)
-        a = layer.alpha[y0:y1 + 1, x0:x1 + 1]
-        np.multiply(layer.rgb[y0:y1 + 1, x0:x1 + 1], a[..., None], out=rgba[..., :3])
-        rgba[..., 3] = a
-        parts.append(rgba.reshape(-1))
-        offsets.append(offset)
-        dims.append((x1 - x0 + 1, y1 - y0 + 1))
-        origin.append((x0, y0))
-        offset += rgba.size
+    boxes = [layer.support_box() for layer in scene.layers]
+    sizes = [(y1 - y0 + 1) * (x1 - x0 + 1) * 4 for x0, y0, x1, y1 in boxes]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if sizes else np.zeros(0, np.int64)
+    buf = np.empty(int(sum(sizes)), dtype=np.float32)
+    for layer, (x0, y0, x1, y1), off in zip(scene.layers, boxes, offsets):
+        _premultiply(layer.rgb, layer.alpha, y0, y1, x0, x1, buf, off)
     return PackedLayers(
-        buf=np.concatenate(parts) if parts else np.zeros(0, np.float32),
-        offsets=np.asarray(offsets, dtype=np.int64),
-        dims=np.asarray(dims, dtype=np.int64).reshape(-1, 2),
-        origin=np.asarray(origin, dtype=np.float64).reshape(-1, 2),
+        buf=buf,
+        offsets=offsets,
+        dims=np.asarray([(x1 - x0 + 1, y1 - y0 + 1) for x0, y0, x1, y1 in boxes], dtype=np.int64).reshape(-1, 2),
+        origin=np.asarray([(x0, y0) for x0, y0, _, _ in boxes], dtype=np.float64).reshape(-1, 2),
         extend=np.asarray([layer.extend for layer in scene.layers], dtype=np.bool_),
     )
+
+
+@numba.njit(parallel=True, cache=True)
+def _premultiply(rgb, alpha, y0, y1, x0, x1, buf, off):
+    w = x1 - x0 + 1
+    for y in numba.prange(y0, y1 + 1):
+        i = off + (y - y0) * w * 4
+        for x in range(x0, x1 + 1):
+            a = alpha[y, x]
+            buf[i] = rgb[y, x, 0] * a
+            buf[i + 1] = rgb[y, x, 1] * a
+            buf[i + 2] = rgb[y, x, 2] * a
+            buf[i + 3] = a
+            i += 4
 
 
 def image_to_crop(H: np.ndarray, origin: np.ndarray) -> np.ndarray:
