@@ -69,7 +69,7 @@ class RunSummary:
 
 def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, seed: int = 0, shard_size: int = 256,
                  resume: bool = False, command: str = "", progress: bool = True, workers: int = 0,
-                 address: str | None = None, sam: dict | None = None) -> RunSummary:
+                 address: str | None = None, sam: dict | None = None, sam_actors: int | None = None) -> RunSummary:
     """Generate `num` samples into `out`; see the module docstring.
 
     Args:
@@ -77,8 +77,10 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
             on loopback only, one shard per task.
         address: join an existing Ray cluster instead ("auto" or "HOST:PORT"); `out` must be a path every node
             sees.
-        sam: segment folder sources with segment-anything ({"checkpoint": PATH, "model_type": ...}); every worker
-            loads its own model.
+        sam: segment folder sources with segment-anything ({"checkpoint": PATH, "model_type": ...}).
+        sam_actors: with Ray, run SAM in this many actors that hold the model (one GPU each when the cluster has
+            GPUs) and send them the images; default one per GPU, or none (each worker loads its own model on
+            the CPU) without GPUs.
     Raises RunError before any work for a bad count, an unwritable or foreign `out`, or a different run there.
     """
     if num < 1:
@@ -123,8 +125,8 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
                                           timings=timings)
                 finished(shard, info, [s.to_dict() for s in skips])
         else:
-            _run_shards_on_ray(recipe, source_spec, sam, seed, [(s, plan.indices(s)) for s in todo], out, workers,
-                               address, bar, timings, finished)
+            _run_shards_on_ray(recipe, source_spec, sam, sam_actors, seed, [(s, plan.indices(s)) for s in todo], out,
+                               workers, address, bar, timings, finished)
     finally:
         bar.close()
     return RunSummary(out=out, requested=num, written=manifest.num_written, skipped=manifest.skipped_by_reason(),
@@ -204,14 +206,16 @@ TASK_RETRIES = 3
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
-def _run_shards_on_ray(recipe: Recipe, source_spec: str, sam: dict | None, seed: int,
+def _run_shards_on_ray(recipe: Recipe, source_spec: str, sam: dict | None, sam_actors: int | None, seed: int,
                        shards: list[tuple[int, range]], out: Path, workers: int, address: str | None, progress: "_Progress", timings: Timings, finished) -> None:
     ray = _start_ray(workers, address)
     try:
         counter = ray.remote(num_cpus=0)(_Counter).remote()
+        segmenters = _sam_actors(ray, sam, sam_actors)
         task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_shard_task)
         recipe_dict = recipe.to_dict()
-        pending = {task.remote(recipe_dict, source_spec, sam, seed, shard, list(indices), str(out.resolve()), counter): shard
+        pending = {task.remote(recipe_dict, source_spec, sam, segmenters, seed, shard, list(indices), str(out.resolve()),
+                               counter): shard
                    for shard, indices in shards}
         reported = 0
         while pending:
@@ -266,8 +270,8 @@ class _Counter:
         return self.done, self.skipped
 
 
-def _shard_task(recipe_dict: dict, source_spec: str, sam: dict | None, seed: int, shard: int, indices: list[int],
-                out: str, counter):
+def _shard_task(recipe_dict: dict, source_spec: str, sam: dict | None, segmenters: list, seed: int, shard: int,
+                indices: list[int], out: str, counter):
     """Ray task: make one shard; returns (ShardInfo dict, skipped dicts, stage seconds, node id)."""
     import cv2
     import ray
@@ -276,7 +280,7 @@ def _shard_task(recipe_dict: dict, source_spec: str, sam: dict | None, seed: int
 
     cv2.setNumThreads(1)
     recipe = recipe_from_dict(recipe_dict)
-    source = _worker_source(source_spec, tuple(recipe.size), sam)
+    source = _worker_source(source_spec, tuple(recipe.size), sam, segmenters)
     timings = Timings()
     info, skips = write_shard(recipe, source, seed, shard, indices, out,
                               progress=lambda n, skipped: counter.add.remote(n, skipped), timings=timings)
@@ -286,9 +290,52 @@ def _shard_task(recipe_dict: dict, source_spec: str, sam: dict | None, seed: int
 _SOURCES: dict = {}
 
 
-def _worker_source(spec: str, size: tuple[int, int], sam: dict | None):
+def _worker_source(spec: str, size: tuple[int, int], sam: dict | None, segmenters: list):
     # one source per worker process and spec: sources cache decoded photos, their segmentation and SAM's model
-    key = (spec, size, tuple(sorted((sam or {}).items())))
+    key = (spec, size, tuple(sorted((sam or {}).items())), len(segmenters))
     if key not in _SOURCES:
-        _SOURCES[key] = open_source(spec, size, sam)
+        remote = _RemoteSegmenter(segmenters, sam["model_type"]) if segmenters else None
+        _SOURCES[key] = open_source(spec, size, None if remote else sam, segmenter=remote)
     return _SOURCES[key]
+
+
+def _sam_actors(ray, sam: dict | None, count: int | None) -> list:
+    """Actors holding SAM's model: `count` of them, or one per GPU of the cluster (none without GPUs)."""
+    if sam is None:
+        return []
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    count = gpus if count is None else count
+    if count <= 0:
+        return []
+    actor = ray.remote(num_cpus=0, num_gpus=1 if gpus else 0, max_restarts=TASK_RETRIES)(_SegmenterActor)
+    return [actor.remote(sam) for _ in range(count)]
+
+
+class _SegmenterActor:
+    """Ray actor: loads SAM once (on its GPU when it has one) and segments the images tasks send it."""
+
+    def __init__(self, sam: dict):
+        from .segment.sam import SamSegmenter
+
+        self.segmenter = SamSegmenter(**sam)
+        self.segmenter.model  # load now: a bad checkpoint fails at start, not on the first image
+
+    def segment(self, image):
+        return self.segmenter(image)
+
+
+class _RemoteSegmenter:
+    """Callable image -> label map that sends the image to one of the SAM actors. Which actor does not change
+    the result (same model, same settings), so the choice only spreads the load."""
+
+    def __init__(self, actors: list, model_type: str):
+        self.actors = actors
+        self.model_type = model_type
+        self._next = 0
+
+    def __call__(self, image):
+        import ray
+
+        actor = self.actors[self._next % len(self.actors)]
+        self._next += 1
+        return ray.get(actor.segment.remote(image))

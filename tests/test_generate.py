@@ -1,5 +1,4 @@
 """`blursynth generate` end to end: determinism, the output directory contract, bad input, compose."""
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,7 +14,8 @@ from blursynth.render import render
 from blursynth.runner import run_generate
 from blursynth.scene import compose
 from blursynth.store.manifest import Manifest
-from blursynth.store.shard import ShardReader
+
+from _util import shard_bytes
 
 SMALL = ["--size", "96x64", "--no-progress", "--workers", "0"]
 
@@ -23,17 +23,6 @@ SMALL = ["--size", "96x64", "--no-progress", "--workers", "0"]
 def cli(*args):
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     return result
-
-
-def shard_bytes(out: Path) -> dict:
-    """Every stored value of every shard, by (shard, key)."""
-    values = {}
-    for shard in sorted(out.glob("shard-*.lmdb")):
-        reader = ShardReader(shard)
-        for i in reader.indices():
-            for field in reader.fields():
-                values[(shard.name, i, field)] = reader.get(i, field)
-    return values
 
 
 def test_same_seed_same_bytes_different_seed_different_samples(tmp_path):

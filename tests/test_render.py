@@ -31,6 +31,17 @@ def filter2d_reference(img, motion, n, border):
     return cv2.filter2D(img, -1, psf[::-1, ::-1].astype(np.float32), borderType=border), psf.shape[0] // 2
 
 
+def rotation_about(c, angle, n):
+    """Rotation by angle * (t - 0.5) about the pixel (c, c), sampled at n times."""
+    H = []
+    for t in np.linspace(0.0, 1.0, n):
+        a = angle * (t - 0.5)
+        R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1.0]])
+        T = np.array([[1, 0, c], [0, 1, c], [0, 0, 1.0]])
+        H.append(T @ R @ np.linalg.inv(T))
+    return Motion.from_homographies(np.array(H))
+
+
 def rel_err(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
@@ -79,13 +90,7 @@ def test_rotation_about_centre_matches_supersampled_reference():
     img = photo(h, w)
     angle = np.radians(12.0)
     c = (w - 1) / 2.0
-    H = []
-    for t in np.linspace(0.0, 1.0, 33):
-        a = angle * (t - 0.5)
-        R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1.0]])
-        T = np.array([[1, 0, c], [0, 1, c], [0, 0, 1.0]])
-        H.append(T @ R @ np.linalg.inv(T))
-    scene = Scene([opaque(img, Motion.from_homographies(np.array(H)))])
+    scene = Scene([opaque(img, rotation_about(c, angle, 33))])
     exp = render(scene)
     # independent reference: scipy's bilinear map_coordinates, 600 time samples of the exact rotation
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
@@ -108,13 +113,7 @@ def test_rotation_blurs_a_point_into_an_arc_of_length_r_times_angle():
     img = np.zeros((h, w, 3), np.float32)
     img[int(c), int(c + r)] = 1.0
     angle = np.radians(20.0)
-    H = []
-    for t in np.linspace(0.0, 1.0, 65):
-        a = angle * (t - 0.5)
-        R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1.0]])
-        T = np.array([[1, 0, c], [0, 1, c], [0, 0, 1.0]])
-        H.append(T @ R @ np.linalg.inv(T))
-    exp = render(Scene([opaque(img, Motion.from_homographies(np.array(H)))]))
+    exp = render(Scene([opaque(img, rotation_about(c, angle, 65))]))
     lum = exp.blur[..., 0]
     ys, xs = np.nonzero(lum > 1e-6)
     theta = np.arctan2(ys - c, xs - c)

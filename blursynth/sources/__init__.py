@@ -18,7 +18,7 @@ from .io import SourceError, read_image
 SOURCE_KINDS = ("builtin", "folder", "coco", "ade20k")
 
 
-def open_source(spec: str, size: tuple[int, int], sam: dict | None = None) -> Source:
+def open_source(spec: str, size: tuple[int, int], sam: dict | None = None, segmenter=None) -> Source:
     """Open a source from its command-line spec: "builtin", "folder:DIR", "coco:ROOT" or "ade20k:ROOT".
 
     ROOT of coco may also be the path of an instances JSON.
@@ -28,15 +28,15 @@ def open_source(spec: str, size: tuple[int, int], sam: dict | None = None) -> So
         size: (width, height) of every item it yields.
         sam: folder sources only: segment with segment-anything instead of the graph segmenter, built from
             SamSegmenter's arguments ({"checkpoint": PATH, "model_type": "vit_b"}).
+        segmenter: folder sources only: any callable image -> label map (label 0 = no mask), instead of `sam`.
     """
-    if sam is not None and not spec.startswith("folder:"):
+    if (sam is not None or segmenter is not None) and not spec.startswith("folder:"):
         raise ValueError("SAM segmentation applies to folder:DIR sources only")
     kind, _, arg = spec.partition(":")
     if kind == "builtin" and not arg:
         return BuiltinSource(size)
     if kind == "folder" and arg:
-        segmenter = None
-        if sam is not None:
+        if segmenter is None and sam is not None:
             from ..segment.sam import SamSegmenter
 
             segmenter = SamSegmenter(**sam)
