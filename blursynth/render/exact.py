@@ -428,12 +428,13 @@ def _sharp_map(buf, offsets, dims, extend, Hinv, boxes, to_start, to_end, sharp,
             else:
                 continue
             off, w, h, ext = offsets[l], dims[l, 0], dims[l, 1], extend[l]
-            # an integer translation (the identity after recentring) reads pixels directly
+            # an integer translation (the identity after recentring, up to rounding far below a 1e-9 px
+            # sampling offset) reads pixels directly
             Hm = Hinv[l]
-            direct = (Hm[0, 0] == 1.0 and Hm[0, 1] == 0.0 and Hm[1, 0] == 0.0 and Hm[1, 1] == 1.0
-                      and Hm[2, 0] == 0.0 and Hm[2, 1] == 0.0 and Hm[2, 2] == 1.0
-                      and Hm[0, 2] == np.floor(Hm[0, 2]) and Hm[1, 2] == np.floor(Hm[1, 2]))
-            dxo, dyo = int(Hm[0, 2]), int(Hm[1, 2])
+            dxo, dyo = int(np.round(Hm[0, 2])), int(np.round(Hm[1, 2]))
+            direct = (abs(Hm[0, 0] - 1.0) < 1e-12 and abs(Hm[0, 1]) < 1e-12 and abs(Hm[1, 0]) < 1e-12
+                      and abs(Hm[1, 1] - 1.0) < 1e-12 and abs(Hm[2, 0]) < 1e-15 and abs(Hm[2, 1]) < 1e-15
+                      and abs(Hm[2, 2] - 1.0) < 1e-12 and abs(Hm[0, 2] - dxo) < 1e-9 and abs(Hm[1, 2] - dyo) < 1e-9)
             # displacement end - start is affine in (x, y) when both maps are affine
             S, E = to_start[l], to_end[l]
             affine_d = (S[2, 0] == 0.0 and S[2, 1] == 0.0 and S[2, 2] == 1.0
