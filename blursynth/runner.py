@@ -207,7 +207,8 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def _run_shards_on_ray(recipe: Recipe, source_spec: str, sam: dict | None, sam_actors: int | None, seed: int,
-                       shards: list[tuple[int, range]], out: Path, workers: int, address: str | None, progress: "_Progress", timings: Timings, finished) -> None:
+                       shards: list[tuple[int, range]], out: Path, workers: int, address: str | None,
+                       progress: "_Progress", timings: Timings, finished) -> None:
     ray = _start_ray(workers, address)
     try:
         counter = ray.remote(num_cpus=0)(_Counter).remote()

@@ -108,6 +108,10 @@ def test_existing_runs_are_protected(tmp_path):
     assert r.exit_code != 0 and "different run" in r.output and "seed" in r.output
     r = CliRunner().invoke(main, ["generate", "--num", "2", "--out", str(out), "--seed", "1", *SMALL])
     assert r.exit_code != 0 and "--resume" in r.output
+    # resuming with another shard size would re-plan which indices each shard holds
+    r = CliRunner().invoke(main, ["generate", "--num", "2", "--out", str(out), "--seed", "1", "--shard-size", "1",
+                                  "--resume", *SMALL])
+    assert r.exit_code != 0 and "shard_size" in r.output
     assert shard_bytes(out) == before
     other = tmp_path / "other"
     other.mkdir()

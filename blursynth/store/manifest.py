@@ -106,6 +106,8 @@ class Manifest:
             "image_size": list(self.image_size),
             "codec": self.codec,
             "source": self.extra.get("source"),
+            # shard s holds indices [s K, (s + 1) K): a resume must plan with the same K
+            "shard_size": self.extra.get("shard_size"),
             "sam": self.extra.get("sam"),
         }))
 
