@@ -32,7 +32,7 @@ setup(
     ],
     extras_require={
         "sam": ["segment-anything>=1.0"],
-        "dev": ["pytest>=7", "pytest-timeout>=2.2", "segment-anything>=1.0"],
+        "dev": ["pytest>=7", "pytest-timeout>=2.2", "segment-anything>=1.0", "scikit-video>=1.1", "h5py>=3.8"],
     },
     entry_points={"console_scripts": ["blursynth=blursynth.cli:main"]},
 )

