@@ -12,8 +12,8 @@ import pytest
 from skimage import data
 
 from blursynth.camera import Response, encode_u8
-from blursynth.video import (blur_frames, blur_window, exposure_taus, flow_pair, interval, latent_count,
-                             latent_frame, linearize, read_frames, visibility)
+from blursynth.video import (blur_frames, blur_window, exposure_taus, flow_pair, flow_to_color, interval,
+                             latent_count, latent_frame, linearize, read_frames, visibility)
 
 H, W = 96, 128
 MARGIN = 16  # interior: away from the replicated borders, where content enters the frame
@@ -109,6 +109,18 @@ def test_flow_pair_recovers_translation():
     assert np.median(np.abs(_interior(fwd) - (4, 0))) < 0.2
     with pytest.raises(ValueError, match="preset"):
         flow_pair(f0, f1, "slow")
+
+
+def test_flow_to_color():
+    flow = np.zeros((4, 4, 2), np.float32)
+    np.testing.assert_array_equal(flow_to_color(flow), 0)  # no motion: black
+    flow[0, 0] = (2, 0)  # rightwards: hue 0, red
+    flow[0, 1] = (0, 1)  # downwards at half the magnitude: hue 90 degrees, half bright
+    img = flow_to_color(flow)
+    assert img.dtype == np.uint8 and img.shape == (4, 4, 3)
+    np.testing.assert_array_equal(img[0, 0], (255, 0, 0))
+    assert img[0, 1].max() in (127, 128) and img[0, 1, 0] < img[0, 1, 1]
+    assert flow_to_color(flow, max_px=4.0)[0, 0, 0] in (127, 128)
 
 
 @pytest.mark.parametrize("tau, shift", [(0.25, 1), (0.5, 2), (0.75, 3)])
@@ -265,6 +277,19 @@ def test_gamma_one_averages_encoded_values():
     frames = _translating(3, 0)
     (o,) = blur_frames(frames, latent=2, response=Response("gamma", 1.0))
     np.testing.assert_allclose(o.sharp, frames[1] / np.float32(255), atol=1e-7)
+
+
+def test_scene_cut_is_flagged_not_averaged():
+    # frames 0-2 pan over the astronaut, frames 3-5 over the coffee photo: windows 2 and 3 touch the cut
+    pan = _translating(3, 2)
+    other = [np.ascontiguousarray(data.coffee()[50:50 + H, 100 + 2 * i:100 + 2 * i + W]) for i in range(3)]
+    out = list(blur_frames(pan + other, latent=4, preset="fast"))
+    assert [o.index for o in out] == [1, 2, 3, 4]
+    assert [o.skip is None for o in out] == [True, False, False, True]
+    for o in out[1:3]:
+        assert o.blur is None and "scene cut between frames 2 and 3" in o.skip
+    for o in (out[0], out[3]):
+        assert o.blur is not None and o.samples == 5
 
 
 def test_blur_bad_arguments():

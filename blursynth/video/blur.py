@@ -13,7 +13,9 @@ the blur is exactly the real frame filtered with 2K + 1 taps of weight 1 / (2K +
 apart along the motion, the discrete line kernel of length v d.
 
 sharp = real frame j. Both come out in linear light; the caller applies the camera (`camera.apply_camera`).
-Output frames exist for j = 1 .. N - 2: the first and last real frames lack a neighbour on one side.
+Output frames exist for j = 1 .. N - 2: the first and last real frames lack a neighbour on one side. A window
+touching a scene cut (an interval where few pixels pass the flow's forward-backward check) is not averaged
+across the cut: it comes out with `skip` set and no blur, for the caller to count.
 
 The latent frames are never materialized: a numba kernel warps, blends and accumulates each sample straight
 into the sum (`interpolate.latent_frame` is its readable reference, compared in tests/test_video.py).
@@ -46,6 +48,7 @@ class Interval:
         v0, v1: float32 (H, W) visibility of frame0 in frame1 and of frame1 in frame0 (0 or 1).
         max_disp_px: the largest displacement over the interval (99.9th percentile of |flow| over the visible
             pixels), pixels.
+        visible_fraction: mean of v0 and v1, the share of pixels whose flow passes the consistency check.
     """
 
     f01: np.ndarray
@@ -53,6 +56,7 @@ class Interval:
     v0: np.ndarray
     v1: np.ndarray
     max_disp_px: float
+    visible_fraction: float
 
 
 @dataclass
@@ -61,24 +65,26 @@ class VideoExposure:
 
     Attributes:
         index: source frame index j (the window centre; sharp is this real frame).
-        blur: float32 (H, W, 3) linear mean of the latent frames over the exposure window.
+        blur: float32 (H, W, 3) linear mean of the latent frames over the exposure window; None when skipped.
         sharp: float32 (H, W, 3) linear real frame j.
         latent: M, latent steps per frame interval used for this window.
         samples: 2K + 1, number of time samples averaged.
         max_disp_px: largest displacement over the two intervals around frame j, pixels per frame.
+        skip: why this window was not integrated (a scene cut inside it), or None.
     """
 
     index: int
-    blur: np.ndarray
+    blur: np.ndarray | None
     sharp: np.ndarray
     latent: int
     samples: int
     max_disp_px: float
+    skip: str | None = None
 
 
 def blur_frames(frames: Iterable[np.ndarray], duty_cycle: float = 1.0, latent: int | str = "auto",
                 response: Response = Response(), preset: str = "medium", flow_method: str = "dis",
-                max_step_px: float = 1.0, cap: int = 64) -> Iterator[VideoExposure]:
+                max_step_px: float = 1.0, cap: int = 64, min_visible: float = 0.2) -> Iterator[VideoExposure]:
     """Stream blurred/sharp pairs from a stream of real frames (three frames held in memory at a time).
 
     Args:
@@ -89,6 +95,10 @@ def blur_frames(frames: Iterable[np.ndarray], duty_cycle: float = 1.0, latent: i
             GoPro's `blur`; Response("gamma", 2.2) as its `blur_gamma`).
         preset, flow_method: see `flow.flow_pair`.
         max_step_px, cap: see `interpolate.latent_count` (latent="auto" only).
+        min_visible: an interval where fewer than this share of pixels pass the forward-backward check is a
+            scene cut (or a flow failure); windows touching it are yielded with `skip` set and no blur rather
+            than averaged across the cut. Measured on bikes.mp4: consecutive frames 0.5-0.94, cuts to an
+            unrelated image 0.01-0.03.
     Returns:
         an iterator of VideoExposure for source frames 1 .. N - 2; arguments are checked now, the frames are
         read lazily (ValueError on first use when fewer than 3 arrive).
@@ -96,10 +106,13 @@ def blur_frames(frames: Iterable[np.ndarray], duty_cycle: float = 1.0, latent: i
     _check(duty_cycle, latent)
     if not max_step_px > 0 or cap < 1:
         raise ValueError(f"max_step_px must be > 0 and cap >= 1, got {max_step_px}, {cap}")
-    return _blur_frames(iter(frames), duty_cycle, latent, response, preset, flow_method, max_step_px, cap)
+    if not 0.0 <= min_visible <= 1.0:
+        raise ValueError(f"min_visible must be in [0, 1], got {min_visible}")
+    return _blur_frames(iter(frames), duty_cycle, latent, response, preset, flow_method, max_step_px, cap,
+                        min_visible)
 
 
-def _blur_frames(it, duty_cycle, latent, response, preset, flow_method, max_step_px, cap):
+def _blur_frames(it, duty_cycle, latent, response, preset, flow_method, max_step_px, cap, min_visible):
     prev = next(it, None)
     cur = next(it, None)
     if prev is None or cur is None:
@@ -111,11 +124,19 @@ def _blur_frames(it, duty_cycle, latent, response, preset, flow_method, max_step
     for nxt in it:
         lin_next = lut[nxt]
         iv_next = interval(cur, nxt, preset, flow_method)
-        m = latent if latent != "auto" else latent_count(
-            ((iv_prev.f01, iv_prev.v0), (iv_prev.f10, iv_prev.v1), (iv_next.f01, iv_next.v0),
-             (iv_next.f10, iv_next.v1)), max_step_px, cap)
-        blur, samples = blur_window(lin_prev, lin_cur, lin_next, iv_prev, iv_next, duty_cycle, m)
-        yield VideoExposure(j, blur, lin_cur, m, samples, max(iv_prev.max_disp_px, iv_next.max_disp_px))
+        disp = max(iv_prev.max_disp_px, iv_next.max_disp_px)
+        cut = [(k, iv) for k, iv in ((j - 1, iv_prev), (j, iv_next)) if iv.visible_fraction < min_visible]
+        if cut:
+            k, iv = cut[0]
+            reason = f"scene cut between frames {k} and {k + 1} ({iv.visible_fraction:.0%} of pixels flow-consistent)"
+            log.info("frame %d skipped: %s", j, reason)
+            yield VideoExposure(j, None, lin_cur, 0, 0, disp, reason)
+        else:
+            m = latent if latent != "auto" else latent_count(
+                ((iv_prev.f01, iv_prev.v0), (iv_prev.f10, iv_prev.v1), (iv_next.f01, iv_next.v0),
+                 (iv_next.f10, iv_next.v1)), max_step_px, cap)
+            blur, samples = blur_window(lin_prev, lin_cur, lin_next, iv_prev, iv_next, duty_cycle, m)
+            yield VideoExposure(j, blur, lin_cur, m, samples, disp)
         prev, cur, lin_prev, lin_cur, iv_prev = cur, nxt, lin_cur, lin_next, iv_next
         j += 1
     if j == 1:
@@ -126,7 +147,8 @@ def interval(frame0: np.ndarray, frame1: np.ndarray, preset: str = "medium", met
     """Flows and visibilities between two uint8 (H, W, 3) RGB frames (see `Interval`)."""
     f01, f10 = flow_pair(frame0, frame1, preset, method)
     v0, v1 = visibility(f01, f10)
-    return Interval(f01, f10, v0, v1, max(max_displacement(f01, visible=v0), max_displacement(f10, visible=v1)))
+    return Interval(f01, f10, v0, v1, max(max_displacement(f01, visible=v0), max_displacement(f10, visible=v1)),
+                    float(v0.mean() + v1.mean()) / 2)
 
 
 def exposure_taus(duty_cycle: float, latent: int) -> tuple[np.ndarray, np.ndarray]:

@@ -43,6 +43,26 @@ def flow_pair(frame0: np.ndarray, frame1: np.ndarray, preset: str = "medium",
     raise ValueError(f"unknown flow method {method!r} (use one of {METHODS})")
 
 
+def flow_to_color(flow: np.ndarray, max_px: float | None = None) -> np.ndarray:
+    """Draw a flow field with the HSV colour wheel (hue = direction, brightness = magnitude), as OpenCV's
+    optical-flow samples do; zero motion is black.
+
+    Args:
+        flow: float32 (H, W, 2), (dx, dy) in pixels.
+        max_px: magnitude drawn at full brightness; None: the largest magnitude in this field, which makes
+            frames of one video incomparable, so pass a fixed value when writing a flow video.
+    Returns:
+        uint8 (H, W, 3) RGB.
+    """
+    mag, ang = cv2.cartToPolar(flow[..., 0].astype(np.float32), flow[..., 1].astype(np.float32), angleInDegrees=True)
+    top = float(mag.max()) if max_px is None else float(max_px)
+    hsv = np.empty(flow.shape[:2] + (3,), np.uint8)
+    hsv[..., 0] = (ang / 2).astype(np.uint8)  # OpenCV's 8-bit hue is degrees / 2
+    hsv[..., 1] = 255
+    hsv[..., 2] = np.clip(mag * (255.0 / top), 0, 255).astype(np.uint8) if top > 0 else 0
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
 def _gray(frame: np.ndarray) -> np.ndarray:
     if frame.dtype != np.uint8:
         raise ValueError(f"frames must be uint8, got {frame.dtype}")
