@@ -80,18 +80,21 @@ def test_two_ray_workers_give_the_same_bytes_on_loopback_only(reference_run, tmp
     assert all(is_loopback(addr) for addr, _, _ in seen), sorted(map(str, seen))
 
 
-def _ray_task_pids() -> list[int]:
-    pids = []
+def _processes():
+    """(pid, parent pid, command line bytes) of every process this test can read, from /proc."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
             cmd = (proc / "cmdline").read_bytes()
-        except OSError:
+        except (OSError, ValueError, IndexError):
             continue
-        if b"ray::_shard_task" in cmd:
-            pids.append(int(proc.name))
-    return pids
+        yield int(proc.name), ppid, cmd
+
+
+def _ray_task_pids() -> list[int]:
+    return [pid for pid, _, cmd in _processes() if b"ray::_shard_task" in cmd]
 
 
 def test_a_killed_ray_worker_is_retried_and_the_run_completes(reference_run, tmp_path):
@@ -149,20 +152,7 @@ def test_driver_killed_mid_run_resumes_to_the_same_bytes(reference_run, tmp_path
 
 def _orphaned_ray_pids() -> list[int]:
     """Ray processes whose parent is gone (re-parented to init)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmd = (proc / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == 1 and cmd.startswith(b"ray::"):
-            pids.append(int(proc.name))
-    return pids
-
-
+    return [pid for pid, ppid, cmd in _processes() if ppid == 1 and cmd.startswith(b"ray::")]
 @pytest.fixture
 def two_node_cluster():
     """A head and a second node on this machine, loopback only (conftest sets the environment), 1 CPU each."""
