@@ -26,13 +26,14 @@ setup(
         "pyyaml>=6.0",
         "pycocotools>=2.0.6",
         "ray>=2.9",
+        "h5py>=3.8",  # event streams in DSEC-style h5
         # Ranges that the local builds satisfy (2.13.0 CPU, 2.14.1 + torchvision 0.29.1); install them first,
         # a bare requirement with nothing installed would download a multi-GB CUDA build.
         "torch>=2.4,<2.15",
     ],
     extras_require={
         "sam": ["segment-anything>=1.0"],
-        "dev": ["pytest>=7", "pytest-timeout>=2.2", "segment-anything>=1.0", "scikit-video>=1.1", "h5py>=3.8"],
+        "dev": ["pytest>=7", "pytest-timeout>=2.2", "segment-anything>=1.0", "scikit-video>=1.1"],
     },
     entry_points={"console_scripts": ["blursynth=blursynth.cli:main"]},
 )

@@ -172,5 +172,10 @@ def inspect_run(run_dir, check, preview_png, n, no_progress):
         sys.exit(1)
 
 
+# Subcommands that live beside their stages: one line each. Their modules import only click (and this module's
+# helpers) at import time, so `blursynth --help` stays fast; the heavy stages load inside the commands.
+# (blursynth video, events, train, evaluate, export, adapt register here.)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
