@@ -6,7 +6,7 @@ from scipy import ndimage
 from skimage import data
 
 from blursynth.motion import Motion, exposure_times, object_motion, rasterize_psf, rotational_motion
-from blursynth.render import render, samples_for
+from blursynth.render import latent_frames, render, samples_for
 from blursynth.scene import Layer, Scene
 
 
@@ -210,3 +210,21 @@ def test_psf_sums_to_one_and_matches_path():
     ys, xs = np.mgrid[-r:r + 1, -r:r + 1]
     assert (psf * xs).sum() == pytest.approx(xy[:, 0].mean())
     assert (psf * ys).sum() == pytest.approx(xy[:, 1].mean())
+
+
+def test_latent_frames_average_to_the_blur_and_match_the_sharp_image():
+    """The latent images events see are the ones the blur averages: with a fixed sample count the exact blur is
+    their mean, and frame t is the sharp image rendered at reference time t. Occlusion and rotation included."""
+    img = photo()
+    fg = np.zeros(img.shape[:2], np.float32)
+    fg[30:70, 40:100] = 1.0
+    scene = Scene([opaque(img, curved_path(length=9.0), extend=True),
+                   Layer(photo(name="coffee"), fg, rotation_about(64, 0.3, 17))])
+    n = 12
+    frames = latent_frames(scene, exposure_times(n))
+    assert frames.shape == (n, 96, 128, 3) and frames.dtype == np.float32
+    blur = render(scene, method="exact", samples=n).blur
+    assert np.abs(frames.mean(axis=0) - blur).max() < 1e-5
+    assert np.array_equal(latent_frames(scene, [0.25])[0], render(scene, reference_time=0.25).sharp)
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        latent_frames(scene, [1.5])

@@ -80,6 +80,26 @@ def render(scene: Scene, method: str = "exact", reference_time: float = 0.5, sam
     return Exposure(blur=blur, sharp=sharp, blur_map=blur_map, samples=n, method=method)
 
 
+def latent_frames(scene: Scene, times) -> np.ndarray:
+    """The latent images of a scene at normalized exposure times (what the blur averages and events see).
+
+    Args:
+        scene: as for `render`.
+        times: float sequence in [0, 1].
+    Returns:
+        float32 (N, H, W, 3), linear; frame k equals `render(scene, reference_time=times[k]).sharp`.
+    """
+    times = np.asarray(times, dtype=np.float64).reshape(-1)
+    if times.size == 0 or times.min() < 0.0 or times.max() > 1.0:
+        raise ValueError("times must be a non-empty sequence in [0, 1]")
+    width, height = scene.size
+    packed = pack_layers(scene)
+    out = np.empty((times.size, height, width, 3), dtype=np.float32)
+    for k, t in enumerate(times):
+        out[k] = sharp_and_blur_map(packed, scene, float(t))[0]
+    return out
+
+
 def samples_for(scene: Scene, max_samples: int = 256) -> int:
     """Time samples so consecutive latent images move at most about one pixel: ceil(longest path) + 1.
 
@@ -100,4 +120,4 @@ def samples_for(scene: Scene, max_samples: int = 256) -> int:
     return int(min(max(int(np.ceil(longest)) + 1, 2), max_samples))
 
 
-__all__ = ["render", "Exposure", "samples_for", "METHODS"]
+__all__ = ["render", "Exposure", "latent_frames", "samples_for", "METHODS"]
