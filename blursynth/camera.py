@@ -155,27 +155,36 @@ def add_noise(x: np.ndarray, shot: float, read: float, rng: np.random.Generator)
     return out.reshape(np.shape(x))
 
 
+_POISSON_MAX_K = 1000
+_INV_K = 1.0 / np.maximum(np.arange(_POISSON_MAX_K + 1, dtype=np.float64), 1.0)
+
+
 @numba.njit(parallel=True, cache=True)
 def _noise(x, shot, read, uniform, normal, out):
+    # two passes: the Gaussian model everywhere (branch-free float32, vectorized), then the exact Poisson count
+    # where fewer than _GAUSSIAN_LAMBDA photons are expected
+    shot32, var_read = np.float32(shot), np.float32(read * read)
+    zero = np.float32(0.0)
     for i in numba.prange(x.shape[0]):
-        v = max(np.float64(x[i]), 0.0)
-        if shot > 0.0:
-            lam = v / shot
-            if lam < _GAUSSIAN_LAMBDA:
-                # inverse CDF: smallest k with P(K <= k) >= u
-                u = np.float64(uniform[i])
-                p = np.exp(-lam)
-                cdf = p
-                k = 0
-                while u > cdf and k < 1000:
-                    k += 1
-                    p *= lam / k
-                    cdf += p
-                out[i] = shot * k + read * normal[i]
-            else:
-                out[i] = v + np.sqrt(shot * v + read * read) * normal[i]
-        else:
-            out[i] = v + read * normal[i]
+        v = max(x[i], zero)
+        out[i] = v + np.sqrt(shot32 * v + var_read) * normal[i]
+    if shot <= 0.0:
+        return
+    dark = np.float32(_GAUSSIAN_LAMBDA * shot)
+    for i in numba.prange(x.shape[0]):
+        if x[i] >= dark:
+            continue
+        lam = max(np.float64(x[i]), 0.0) / shot
+        # inverse CDF: smallest k with P(K <= k) >= u
+        u = np.float64(uniform[i])
+        p = np.exp(-lam)
+        cdf = p
+        k = 0
+        while u > cdf and k < _POISSON_MAX_K:
+            k += 1
+            p *= lam * _INV_K[k]  # a multiply, not a divide, on the loop's dependency chain
+            cdf += p
+        out[i] = shot * k + read * normal[i]
 
 
 def quantize(encoded: np.ndarray) -> np.ndarray:

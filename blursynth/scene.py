@@ -259,22 +259,38 @@ def _feather(mask: np.ndarray, bbox, radius_px: float) -> tuple[np.ndarray, tupl
 def _fill_behind(image: np.ndarray, union: np.ndarray, feather_px: float, scale: int) -> np.ndarray:
     """The photo with the moving segments (grown by their feathered edge) replaced by inpainted background.
 
-    Inpainting runs at 1/scale resolution (Telea's cost grows with the area filled) and is upsampled into the
-    hole only.
+    Inpainting runs at 1/scale resolution (Telea's cost grows with the area filled) over the hole's box plus a
+    margin of known pixels (the box is aligned to the scale grid, so the downsampled pixels are those of the
+    whole frame), and is upsampled into the hole only.
     """
     h, w = union.shape
     grow = int(math.ceil(3 * feather_px)) + 2
     hole = cv2.dilate(union, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    small_size = (max(w // scale, 1), max(h // scale, 1))
-    small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
-    small_hole = cv2.resize(hole, small_size, interpolation=cv2.INTER_AREA)
-    small_hole = (small_hole > 0).astype(np.uint8)
-    filled = cv2.inpaint(small, small_hole, 3, cv2.INPAINT_TELEA)
-    up = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
+    ys, xs = np.nonzero(hole.any(axis=1))[0], np.nonzero(hole.any(axis=0))[0]
     out = image.copy()
-    sel = hole.astype(bool)
-    out[sel] = up[sel]
+    if ys.size == 0:
+        return out
+    margin = _INPAINT_MARGIN * scale
+    x0, y0 = max((xs[0] - margin) // scale * scale, 0), max((ys[0] - margin) // scale * scale, 0)
+    x1, y1 = min(xs[-1] + margin + 1, w), min(ys[-1] + margin + 1, h)
+    if w - x1 < scale:
+        x1 = w
+    if h - y1 < scale:
+        y1 = h
+    crop, crop_hole = image[y0:y1, x0:x1], hole[y0:y1, x0:x1]
+    ch, cw = crop_hole.shape
+    small_size = (max(cw // scale, 1), max(ch // scale, 1))
+    small = cv2.resize(crop, small_size, interpolation=cv2.INTER_AREA)
+    small_hole = (cv2.resize(crop_hole, small_size, interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
+    filled = cv2.inpaint(small, small_hole, 3, cv2.INPAINT_TELEA)
+    up = cv2.resize(filled, (cw, ch), interpolation=cv2.INTER_LINEAR)
+    sel = crop_hole.astype(bool)
+    out[y0:y1, x0:x1][sel] = up[sel]
     return out
+
+
+# known low-resolution pixels kept around the hole: more than Telea's radius (3) plus the upsampling's reach
+_INPAINT_MARGIN = 8
 
 
 def _uniform(rng: np.random.Generator, bounds) -> float:
