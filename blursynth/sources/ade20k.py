@@ -19,8 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .base import MAX_MASKS, Source, SourceItem
-from .coco import masks_in_view, random_view_with_index
+from .base import MAX_MASKS, Source, SourceItem, masks_in_view, random_view_with_index
 from .io import SourceError, read_image
 
 log = logging.getLogger(__name__)

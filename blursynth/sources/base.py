@@ -8,6 +8,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..segment import graph_segments
+from .io import SourceError
 
 # segmenting runs on a copy at most this large (longest side), labels are scaled back with the view
 SEGMENT_MAX_SIDE = 640
@@ -122,3 +123,46 @@ def masks_from_labels(labels: np.ndarray, area=MASK_AREA, max_masks: int = MAX_M
             if len(masks) == max_masks:
                 break
     return np.stack(masks) if masks else np.zeros((0, h, w), dtype=bool)
+
+
+def random_view_with_index(photo: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
+                           max_zoom: float = 1.5) -> tuple[np.ndarray, np.ndarray, dict]:
+    """`base.random_view` of a photo, plus where each output pixel was sampled from.
+
+    The index map is the view applied (nearest neighbour, as `random_view` does for label maps) to the flat
+    pixel index of the photo, so ``mask.reshape(-1)[index]`` puts any number of overlapping masks, class or
+    instance maps into the view exactly as `random_view` would, without restating its geometry.
+
+    Args:
+        photo: uint8 (h, w, 3) RGB.
+        size: (width, height) of the view.
+    Returns:
+        (image uint8 (H, W, 3), index int32 (H, W) into ``photo[..., 0].reshape(-1)``, view dict for the meta).
+    """
+    h, w = photo.shape[:2]
+    if h * w > np.iinfo(np.int32).max:
+        raise SourceError(f"image too large for a view ({w}x{h})")
+    flat = np.arange(h * w, dtype=np.int32).reshape(h, w)
+    image, index, view = random_view(photo, flat, size, rng, max_zoom)
+    return image, index, view
+
+
+def masks_in_view(masks: list[np.ndarray], labels: list[str], index: np.ndarray,
+                  max_masks: int = MAX_MASKS) -> tuple[np.ndarray, list[str]]:
+    """Photo-sized masks -> view-sized masks, dropping those not in the view, largest `max_masks` first.
+
+    Args:
+        masks: bool/uint8 (h, w) masks of the photo.
+        labels: their class names.
+        index: int32 (H, W) from `random_view_with_index`.
+    Returns:
+        (bool (K, H, W), K labels).
+    """
+    out_h, out_w = index.shape
+    flat = index.reshape(-1)
+    viewed = [m.reshape(-1)[flat].reshape(out_h, out_w).astype(bool) for m in masks]
+    areas = np.array([np.count_nonzero(m) for m in viewed], dtype=np.int64)
+    order = [int(i) for i in np.argsort(-areas, kind="stable") if areas[i] > 0][:max_masks]
+    if not order:
+        return np.zeros((0, out_h, out_w), dtype=bool), []
+    return np.stack([viewed[i] for i in order]), [labels[i] for i in order]
