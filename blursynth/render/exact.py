@@ -326,35 +326,6 @@ def _sweep(buf, off, w, h, ext, last, Hm, y, xa, xb, sel, trans, acc):
                 acc[xx, 1] += w00 * buf[i + 1] + w01 * buf[i + 5] + w10 * buf[j + 1] + w11 * buf[j + 5]
                 acc[xx, 2] += w00 * buf[i + 2] + w01 * buf[i + 6] + w10 * buf[j + 2] + w11 * buf[j + 6]
         return
-    if ext and w >= 2 and h >= 2 and last:
-        # the back-most layer: nothing lies behind it, so its alpha and the transmittance are not needed
-        for x in range(xa, xb + 1):
-            t = trans[x]
-            if not sel[x] or t < OPAQUE_EPS:
-                continue
-            if affine:
-                u = (h00 * x + cu) * inv_w
-                v = (h10 * x + cv) * inv_w
-            else:
-                wz = h20 * x + cw
-                u = (h00 * x + cu) / wz
-                v = (h10 * x + cv) / wz
-            u = min(max(u, 0.0), w - 1.0)
-            v = min(max(v, 0.0), h - 1.0)
-            x0 = min(int(u), w - 2)
-            y0 = min(int(v), h - 2)
-            fx = u - x0
-            fy = v - y0
-            i = off + (y0 * w + x0) * 4
-            j = i + w * 4
-            w00 = t * (1.0 - fx) * (1.0 - fy)
-            w01 = t * fx * (1.0 - fy)
-            w10 = t * (1.0 - fx) * fy
-            w11 = t * fx * fy
-            acc[x, 0] += w00 * buf[i] + w01 * buf[i + 4] + w10 * buf[j] + w11 * buf[j + 4]
-            acc[x, 1] += w00 * buf[i + 1] + w01 * buf[i + 5] + w10 * buf[j + 1] + w11 * buf[j + 5]
-            acc[x, 2] += w00 * buf[i + 2] + w01 * buf[i + 6] + w10 * buf[j + 2] + w11 * buf[j + 6]
-        return
     if ext and w >= 2 and h >= 2:
         # clamped sampling never leaves the crop: no bounds checks
         for x in range(xa, xb + 1):
