@@ -3,10 +3,12 @@ of blurred premultiplied colour over one minus blurred alpha."""
 from __future__ import annotations
 
 import cv2
+import numba
 import numpy as np
 
 from ..motion import rasterize_psf
 from ..scene import Scene
+from .pack import _premultiply
 
 
 def integrate_layered(scene: Scene, times: np.ndarray) -> np.ndarray:
@@ -39,12 +41,18 @@ def integrate_layered(scene: Scene, times: np.ndarray) -> np.ndarray:
             # an opaque back layer replaces what is below it: its colour alone, no premultiplied copy
             cv2.filter2D(layer.rgb, -1, kernel, dst=out, borderType=border)
             continue
-        a = layer.alpha[y0:y1 + 1, x0:x1 + 1]
         rgba = np.empty((y1 - y0 + 1, x1 - x0 + 1, 4), dtype=np.float32)
-        np.multiply(layer.rgb[y0:y1 + 1, x0:x1 + 1], a[..., None], out=rgba[..., :3])
-        rgba[..., 3] = a
+        _premultiply(layer.rgb, layer.alpha, y0, y1, x0, x1, rgba.reshape(-1), 0)
         blurred = cv2.filter2D(rgba, -1, kernel, borderType=border)
-        region = out[y0:y1 + 1, x0:x1 + 1]
-        region *= 1.0 - blurred[..., 3:4]
-        region += blurred[..., :3]
+        _over(out, blurred, y0, x0)
     return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _over(out, rgba, y0, x0):
+    """out[y0:, x0:] = premultiplied rgba over it, in place (rgba float32 (h, w, 4))."""
+    for y in numba.prange(rgba.shape[0]):
+        for x in range(rgba.shape[1]):
+            keep = np.float32(1.0) - rgba[y, x, 3]
+            for c in range(3):
+                out[y0 + y, x0 + x, c] = out[y0 + y, x0 + x, c] * keep + rgba[y, x, c]
