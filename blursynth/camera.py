@@ -224,7 +224,7 @@ def _encode_u8(x, gain, thresholds, out):
         if not v > 0.0:  # also NaN
             out[i] = 0
             continue
-        c = lut[min(int(v * S), S)]
+        c = lut[int(min(v, np.float32(1.0)) * S)]  # every threshold is below 1: clamp before int (inf)
         while c < 255 and thresholds[c] <= v:
             c += 1
         out[i] = c

@@ -88,3 +88,11 @@ def test_threshold_encoder_equals_quantized_response(response):
         # identical but for values within float32 rounding of a code boundary
         assert np.mean(fast != ref) < 1e-4
         assert np.abs(fast.astype(int) - ref).max() <= 1
+
+
+def test_encoder_saturates_infinity_and_zeroes_nan():
+    from blursynth.camera import encode_u8
+
+    x = np.array([np.inf, 1e30, 1.0, 0.0, -np.inf, np.nan], dtype=np.float32)
+    codes = encode_u8(x, 1.0, Response("srgb").code_thresholds())
+    assert codes.tolist() == [255, 255, 255, 0, 0, 0]

@@ -6,6 +6,8 @@ same as replicating its border.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numba
 import numpy as np
@@ -18,22 +20,35 @@ from .pack import PackedLayers, crop_boxes, image_to_crop
 OPAQUE_EPS = 1e-6
 
 
-def integrate_exact(packed: PackedLayers, scene: Scene, samples: int | None = None,
-                    max_samples: int = 256) -> tuple[np.ndarray, int]:
-    """Mean over the exposure of the composited latent images.
+@dataclass
+class ExactPlan:
+    """What the exact integral needs besides the packed layers: per-pixel sample levels and per-sample maps.
 
-    Returns (float32 (H, W, 3) linear blur, the largest number of time samples any pixel used).
-
-    Each pixel is integrated with about one time sample per pixel of path of the fastest layer that can reach
-    it: every moving segment gets its own sample count, and the pixels inside its swept footprint (where its
-    alpha is non-zero at some time, see `_footprints`) use the largest count among the footprints covering
-    them and the background. Pixels outside every footprint see only the extending background layers; when those only
-    translate, their integral is a convolution with the PSF, which equals the bilinear-gather integral (see
-    tests/test_render.py) at a fraction of the cost.
-
-    Args:
-        samples: one fixed sample count for every pixel instead (e.g. to compare with a reference).
+    Attributes:
+        Hinv: float64 (K, L, 3, 3) image-to-crop homographies per time-sample row and layer; the rows of level g
+            are start[g]:start[g + 1], at `exposure_times(start[g + 1] - start[g])`.
+        boxes: int64 (K, L, 4) image-space boxes (x0, y0, x1, y1) of each layer per row.
+        start: int64 (G + 1,) first row of each sample-count level.
+        level: int64 (H, W) a pixel's level.
+        covered: bool (H, W) whether a non-extending layer can reach the pixel during the exposure.
+        samples: the largest sample count.
+        bg_samples: the largest background sample count (what a prefilled background is integrated at).
     """
+
+    Hinv: np.ndarray
+    boxes: np.ndarray
+    start: np.ndarray
+    level: np.ndarray
+    covered: np.ndarray
+    samples: int
+    bg_samples: int
+
+
+def plan_exact(packed: PackedLayers, scene: Scene, samples: int | None = None, max_samples: int = 256) -> ExactPlan:
+    """Each pixel gets about one time sample per pixel of path of the fastest layer that can reach it: every
+    moving segment gets its own sample count, and the pixels inside its swept footprint (where its alpha is
+    non-zero at some time, see `_footprints`) use the largest count among the footprints covering them and the
+    background's (per BG_GRID cell). `samples` fixes one count for every pixel instead."""
     from . import samples_for
 
     width, height = scene.size
@@ -54,18 +69,37 @@ def integrate_exact(packed: PackedLayers, scene: Scene, samples: int | None = No
         Hinv[start[g]:start[g + 1]], boxes[start[g]:start[g + 1]] = _per_sample(packed, scene, exposure_times(int(n)))
     index = np.zeros(levels[-1] + 1, dtype=np.int64)
     index[levels] = np.arange(len(levels))
-    bg_level = index[bg_counts]
-    level, covered = _footprints(scene, [level_of[c] for c in counts], bg_level)
+    level, covered = _footprints(scene, [level_of[c] for c in counts], index[bg_counts])
+    return ExactPlan(Hinv=Hinv, boxes=boxes, start=start, level=level, covered=covered, samples=int(levels[-1]),
+                     bg_samples=int(bg_counts.max()))
+
+
+def integrate_exact(packed: PackedLayers, scene: Scene, samples: int | None = None,
+                    max_samples: int = 256) -> tuple[np.ndarray, int]:
+    """Mean over the exposure of the composited latent images.
+
+    Returns (float32 (H, W, 3) linear blur, the largest number of time samples any pixel used).
+
+    The sample counts are `plan_exact`'s. Pixels outside every footprint see only the extending background
+    layers; when those only translate, their integral is a convolution with the PSF, which equals the
+    bilinear-gather integral (see tests/test_render.py) at a fraction of the cost.
+
+    Args:
+        samples: one fixed sample count for every pixel instead (e.g. to compare with a reference).
+    """
+    width, height = scene.size
+    plan = plan_exact(packed, scene, samples, max_samples)
+    background = [l for l in scene.layers if l.extend]
     out = np.empty((height, width, 3), dtype=np.float32)
     prefilled = False
     if samples is None and background and all(l.motion.is_translation for l in background):
         from .layered import integrate_layered
 
-        out[:] = integrate_layered(Scene(background), exposure_times(int(bg_counts.max())))
+        out[:] = integrate_layered(Scene(background), exposure_times(plan.bg_samples))
         prefilled = True
-    _integrate(packed.buf, packed.offsets, packed.dims, packed.extend, Hinv, boxes, start, level, covered,
-               prefilled, out)
-    return out, int(levels[-1])
+    _integrate(packed.buf, packed.offsets, packed.dims, packed.extend, plan.Hinv, plan.boxes, plan.start, plan.level,
+               plan.covered, prefilled, out)
+    return out, plan.samples
 
 
 FOOTPRINT_SCALE = 4
