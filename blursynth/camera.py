@@ -135,8 +135,22 @@ def encode_u8(linear: np.ndarray, gain: float, thresholds: np.ndarray) -> np.nda
     Equal to quantize(response.to_encoded(gain * linear)) up to values within float rounding of a threshold.
     """
     out = np.empty(linear.shape, dtype=np.uint8)
-    _encode_u8(linear.reshape(-1), np.float32(gain), thresholds.astype(np.float32), out.reshape(-1))
+    t32 = np.ascontiguousarray(thresholds, dtype=np.float32)
+    _encode_u8(linear.reshape(-1), np.float32(gain), t32, _code_lut(t32.tobytes()), out.reshape(-1))
     return out
+
+
+_LUT_STEPS = 65536
+
+
+@lru_cache(maxsize=64)
+def _code_lut(thresholds: bytes) -> np.ndarray:
+    """lut[i] = number of thresholds <= i / S: a lower bound of the code of any v in [i / S, (i + 1) / S)."""
+    t = np.frombuffer(thresholds, dtype=np.float32)
+    lut = np.searchsorted(t, np.arange(_LUT_STEPS + 1).astype(np.float32) / np.float32(_LUT_STEPS), side="right")
+    lut = lut.astype(np.int64)
+    lut.flags.writeable = False
+    return lut
 
 
 def add_noise(x: np.ndarray, shot: float, read: float, rng: np.random.Generator) -> np.ndarray:
@@ -213,11 +227,10 @@ def _thresholds(kind: str, gamma: float) -> np.ndarray:
 
 
 @numba.njit(parallel=True, cache=True)
-def _encode_u8(x, gain, thresholds, out):
-    # lut[i] = number of thresholds <= i / S, a lower bound of the code for v in [i / S, (i + 1) / S); the
-    # upward scan over the sorted thresholds then makes it exact (0-2 steps, most often none)
-    S = 65536
-    lut = np.searchsorted(thresholds, np.arange(S + 1).astype(np.float32) / np.float32(S), side="right")
+def _encode_u8(x, gain, thresholds, lut, out):
+    # lut (see _code_lut) gives a lower bound of the code; the upward scan over the sorted thresholds then
+    # makes it exact (0-2 steps, most often none)
+    S = lut.shape[0] - 1
     n = x.shape[0]
     for i in numba.prange(n):
         v = x[i] * gain
