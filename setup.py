@@ -3,8 +3,28 @@ import os
 
 from setuptools import find_packages, setup
 
-if os.environ.get("BLURSYNTH_CUDA") == "1":
-    raise SystemExit("BLURSYNTH_CUDA=1: the CUDA extension is not built yet (see the CUDA issue); install without it")
+
+def cuda_build() -> dict:
+    """With BLURSYNTH_CUDA=1, the csrc/ kernels as the torch extension blursynth._cuda (needs torch and nvcc at
+    build time: pip install --no-build-isolation); otherwise nothing, and no build tool is imported."""
+    if os.environ.get("BLURSYNTH_CUDA") != "1":
+        return {}
+    try:
+        from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CUDAExtension
+    except ImportError as exc:
+        raise SystemExit("BLURSYNTH_CUDA=1 needs torch importable while building: install torch first, then "
+                         "BLURSYNTH_CUDA=1 pip install --no-build-isolation -e .") from exc
+    if CUDA_HOME is None:
+        raise SystemExit("BLURSYNTH_CUDA=1: no CUDA toolkit found (nvcc); set CUDA_HOME, or install without it")
+    here = os.path.dirname(os.path.abspath(__file__))
+    ext = CUDAExtension(
+        "blursynth._cuda",
+        sources=[os.path.join("csrc", f) for f in ("bindings.cpp", "render.cu", "events.cu")],
+        include_dirs=[os.path.join(here, "csrc")],
+        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "-std=c++17"]},
+    )
+    return {"ext_modules": [ext], "cmdclass": {"build_ext": BuildExtension}}
+
 
 setup(
     name="blursynth",
@@ -36,4 +56,5 @@ setup(
         "dev": ["pytest>=7", "pytest-timeout>=2.2", "segment-anything>=1.0", "scikit-video>=1.1"],
     },
     entry_points={"console_scripts": ["blursynth=blursynth.cli:main"]},
+    **cuda_build(),
 )

@@ -66,6 +66,8 @@ def main(verbose: int) -> None:
 @click.option("--shard-size", type=int, default=256, show_default=True, help="Samples per LMDB shard.")
 @click.option("--codec", default=None, help="Image codec: png, qoi or zstd (default: the recipe's).")
 @click.option("--blur-map/--no-blur-map", default=None, help="Also store the blur map (ID-Blau u_x, u_y, px).")
+@click.option("--events/--no-events", "events", default=None,
+              help="Also simulate and store each sample's event stream (the recipe's events section).")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
               help="Override a recipe field, e.g. --set camera.gain=[1,1] (repeatable).")
 @click.option("--sam-checkpoint", type=click.Path(dir_okay=False), default=None,
@@ -80,8 +82,8 @@ def main(verbose: int) -> None:
 @click.option("--resume", is_flag=True, help="Finish an interrupted run in --out (complete shards are kept).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipe and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, overrides, sam_checkpoint, sam_model,
-             workers, address, resume, dry_run, no_progress):
+def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, events, overrides, sam_checkpoint,
+             sam_model, workers, address, resume, dry_run, no_progress):
     """Segmentation-based non-uniform blur: sharp/blurred pairs written to LMDB shards in OUT."""
     from .runner import RunError, run_generate
 
@@ -93,6 +95,8 @@ def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, 
         sets.append(f"output.codec={codec}")
     if blur_map is not None:
         sets.append(f"output.blur_map={'true' if blur_map else 'false'}")
+    if events is not None:
+        sets.append(f"events.enabled={'true' if events else 'false'}")
     try:
         resolved = load_recipe(recipe, sets)
     except RecipeError as exc:
@@ -175,6 +179,19 @@ def inspect_run(run_dir, check, preview_png, n, no_progress):
 # Subcommands that live beside their stages: one line each. Their modules import only click (and this module's
 # helpers) at import time, so `blursynth --help` stays fast; the heavy stages load inside the commands.
 # (blursynth video, events, train, evaluate, export, adapt register here.)
+from .train.cli import evaluate as _evaluate_cmd  # noqa: E402
+from .train.cli import train as _train_cmd  # noqa: E402
+from .store.export_cli import export as _export_cmd  # noqa: E402
+
+main.add_command(_train_cmd)
+main.add_command(_evaluate_cmd)
+main.add_command(_export_cmd)
+from .events.cli import events as _events_cmd  # noqa: E402
+
+main.add_command(_events_cmd)
+from .video.cli import video as _video_cmd  # noqa: E402
+
+main.add_command(_video_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,7 @@ from .store.shard import ShardReader, is_complete
 
 IMAGE_FIELDS = frozenset({"blur", "sharp"})
 META_FIELD = "meta"
+EVENTS_FIELD = "events"
 # Fields holding per-pixel 2-D vectors in channels (x, y) of an (H, W, C) array, x right and y down; flips
 # and transposes must act on those channels too, or the augmented map would point the wrong way.
 VECTOR_FIELDS = {"blur_map": (0, 1), "flow": (0, 1)}
@@ -40,13 +41,17 @@ class ShardDataset(Dataset):
         augment: random horizontal flip, vertical flip and transpose (which together give all eight
             90-degree rotations and flips); transpose only when the output is square, so batch shapes
             stay fixed.
-        fields: fields to decode. ``blur`` / ``sharp`` are images in the manifest's codec; any other field
-            is an ``encode_array`` array. ``meta`` is always returned.
+        fields: fields to decode. ``blur`` / ``sharp`` are images in the manifest's codec; ``events`` is an
+            event stream (``blursynth.events.decode_events``) returned as a voxel grid; any other field is an
+            ``encode_array`` array. ``meta`` is always returned.
         seed: seed of the crop / augmentation randomness, drawn with ``seeding.stage_rng`` from
             ``(seed, i, epoch)``, so item ``i`` gets the same window for the same seed and epoch in any worker.
+        event_bins: time bins per polarity of the ``events`` voxel grid.
 
     A sample ``ds[i]`` is a dict:
         ``blur``, ``sharp``: float32 tensors (3, h, w) in [0, 1], RGB (gray images give (1, h, w)).
+        ``events``: float32 (2 * event_bins, h, w) voxel grid (``blursynth.events.voxel_grid``) over the
+            exposure, cropped and flipped with the images.
         other fields: arrays of shape (H, W) or (H, W, C) (same H, W as the images) are cropped and
             augmented with the images and returned as (C, h, w) tensors (C = 1 for 2-D), float16 widened
             to float32, other dtypes kept; any other array is returned untouched (a tensor where torch has
@@ -65,6 +70,7 @@ class ShardDataset(Dataset):
         augment: bool = False,
         fields: tuple[str, ...] = ("blur", "sharp"),
         seed: int = 0,
+        event_bins: int = 5,
     ):
         self.root = Path(root)
         self.manifest = Manifest.load(self.root)
@@ -78,6 +84,9 @@ class ShardDataset(Dataset):
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
         self.seed = int(seed)
+        if event_bins < 1:
+            raise ValueError(f"event_bins must be >= 1, got {event_bins}")
+        self.event_bins = int(event_bins)
         self.epoch = 0
         for info in self.manifest.shards:
             if not is_complete(self.root / info.name):
@@ -107,29 +116,20 @@ class ShardDataset(Dataset):
         i = self._position(i)
         shard, index = self.locate(i)
         reader = self._readers[shard]
-        arrays = {}
-        for name in self.fields:
-            raw = reader.get(index, name)
-            arrays[name] = decode_image(raw, self.manifest.codec) if name in IMAGE_FIELDS else decode_array(raw)
         meta = decode_meta(reader.get(index, META_FIELD))
-
-        ref = next((arrays[f] for f in self.fields if f in IMAGE_FIELDS), next(iter(arrays.values())))
-        height, width = ref.shape[:2]
-        spatial = [f for f, a in arrays.items() if a.ndim in (2, 3) and a.shape[:2] == (height, width)]
+        arrays = {}
+        scales: dict[str, int] = {}
+        for name in self.fields:
+            if name in IMAGE_FIELDS:
+                arrays[name] = decode_image(reader.get(index, name), self.manifest.codec)
+            elif name != EVENTS_FIELD:
+                arrays[name] = decode_array(reader.get(index, name))
+        if EVENTS_FIELD in self.fields:
+            height, width = _frame_size(arrays, meta, self.manifest.image_size)
+            arrays[EVENTS_FIELD], scales[EVENTS_FIELD] = events_voxels(reader.get(index, EVENTS_FIELD), meta,
+                                                                       self.event_bins, height, width)
         rng = stage_rng(self.seed, i, f"crop/epoch-{self.epoch}")
-        y0, x0, h, w = _draw_crop(rng, height, width, self.crop)
-        hflip, vflip, transpose = _draw_augment(rng, h, w) if self.augment else (False, False, False)
-        for f in spatial:
-            arrays[f] = _apply(arrays[f][y0 : y0 + h, x0 : x0 + w], hflip, vflip, transpose, VECTOR_FIELDS.get(f))
-
-        sample: dict[str, Any] = {}
-        for f, a in arrays.items():
-            if f in IMAGE_FIELDS:
-                sample[f] = _image_tensor(a)
-            elif f in spatial:
-                sample[f] = _array_tensor(a)
-            else:
-                sample[f] = _maybe_tensor(a)
+        sample = crop_and_augment(arrays, rng, self.crop, self.augment, scales)
         sample["meta"] = meta
         sample["index"] = index
         return sample
@@ -140,6 +140,196 @@ class ShardDataset(Dataset):
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for a dataset of {n} samples")
         return i % n
+
+
+class OnTheFly(Dataset):
+    """Pairs generated inside the DataLoader workers, never stored: "unlimited" training data.
+
+    Item ``i`` of epoch ``e`` is sample ``e * length + i`` of a run with this recipe, source and seed, made by
+    ``generate.make_sample`` (so epoch 0 holds exactly the pairs ``blursynth generate --seed SEED`` would
+    write for indices 0 .. length-1 at the same size), then cropped and augmented with randomness keyed by
+    that sample index. Every item is a pure function of (recipe, source, seed, epoch, i): the same whatever
+    the number of workers, their order, or which worker makes it. The source is opened lazily in each process.
+
+    Args:
+        recipe: a ``Recipe`` or a recipe name / path for ``recipe.load_recipe``.
+        source: a source spec ("builtin", "folder:DIR", ...) or an opened ``Source``.
+        length: items per epoch.
+        crop, augment: as ``ShardDataset``.
+        seed: global seed of the samples.
+        size: (width, height) to render at instead of the recipe's size (smaller renders are faster).
+        blur_map: also return the blur map (float32 (3, h, w): u_x, u_y, magnitude in px), turned with the
+            image like ``ShardDataset``'s.
+
+    A sample is a dict like ``ShardDataset``'s: ``blur``, ``sharp`` float32 (3, h, w) in [0, 1], optional
+    ``blur_map``, ``meta`` and ``index`` (the generator's sample index). A source that has to skip an input
+    (``Skip``) is retried with the sample index moved by 2^40 (up to 8 times), deterministically.
+
+    Call ``set_epoch(e)`` before iterating a DataLoader over epoch ``e`` (workers are created per epoch unless
+    ``persistent_workers=True``).
+    """
+
+    MAX_ATTEMPTS = 8
+    _RETRY_STRIDE = 2**40
+    # numba's OpenMP pool does not survive fork(): a worker forked from a process that has rendered would abort.
+    # The training loop passes this to its DataLoader; pass it to yours (multiprocessing_context=...).
+    multiprocessing_context = "spawn"
+
+    def __init__(self, recipe, source="builtin", length: int = 1000, crop: int | tuple[int, int] | None = None,
+                 augment: bool = False, seed: int = 0, size: tuple[int, int] | None = None, blur_map: bool = False):
+        import dataclasses
+
+        from .recipe import Recipe, load_recipe
+
+        recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+        if size is not None:
+            recipe = dataclasses.replace(recipe, size=(int(size[0]), int(size[1]))).validate()
+        if length < 1:
+            raise ValueError(f"length must be >= 1, got {length}")
+        if seed < 0:
+            raise ValueError(f"seed must be non-negative, got {seed}")
+        self.recipe = recipe
+        self.source_spec = source if isinstance(source, str) else None
+        self._source = None if isinstance(source, str) else source
+        if self.source_spec is not None:
+            from .sources import SOURCE_KINDS
+
+            if self.source_spec.partition(":")[0] not in SOURCE_KINDS:
+                raise ValueError(f"unknown source {source!r}: use builtin, folder:DIR, coco:ROOT or ade20k:ROOT")
+        self.length = int(length)
+        self.crop = _crop_size(crop)
+        if self.crop is not None and (self.crop[0] > recipe.size[1] or self.crop[1] > recipe.size[0]):
+            raise ValueError(f"crop {self.crop[0]}x{self.crop[1]} (h x w) is larger than the "
+                             f"{recipe.size[1]}x{recipe.size[0]} samples")
+        self.augment = bool(augment)
+        self.seed = int(seed)
+        self.blur_map = bool(blur_map)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch < 0:
+            raise ValueError(f"epoch must be non-negative, got {epoch}")
+        self.epoch = int(epoch)
+
+    def sample_index(self, i: int) -> int:
+        """The generator's sample index of item ``i`` in the current epoch."""
+        i = operator.index(i)
+        if not -self.length <= i < self.length:
+            raise IndexError(f"index {i} out of range for a dataset of {self.length} samples")
+        return self.epoch * self.length + i % self.length
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        from .generate import Skip, make_sample
+
+        index = self.sample_index(i)
+        source = self._get_source()
+        reasons = []
+        for attempt in range(self.MAX_ATTEMPTS):
+            result = make_sample(self.recipe, source, self.seed, index + attempt * self._RETRY_STRIDE)
+            if not isinstance(result, Skip):
+                break
+            reasons.append(f"{result.source_id}: {result.reason}")
+        else:
+            raise RuntimeError(f"sample {index}: the source skipped {self.MAX_ATTEMPTS} inputs in a row "
+                               f"({'; '.join(reasons[:3])})")
+        arrays = {"blur": result.blur, "sharp": result.sharp}
+        if self.blur_map:
+            arrays["blur_map"] = result.blur_map.astype(np.float32)
+        sample = crop_and_augment(arrays, stage_rng(self.seed, result.index, "crop"), self.crop, self.augment)
+        sample["meta"] = result.meta
+        sample["index"] = result.index
+        return sample
+
+    def _get_source(self):
+        if self._source is None:
+            from .sources import open_source
+
+            self._source = open_source(self.source_spec, self.recipe.size)
+        return self._source
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if self.source_spec is not None:
+            state["_source"] = None  # each worker opens its own (segmentation caches stay per process)
+        return state
+
+
+def crop_and_augment(arrays: dict[str, np.ndarray], rng: np.random.Generator, crop: tuple[int, int] | None,
+                     augment: bool, scales: dict[str, int] | None = None) -> dict[str, Any]:
+    """One random window and one flip/transpose, drawn once from ``rng``, applied to every field alike.
+
+    Args:
+        arrays: field -> array. ``blur`` / ``sharp`` are uint8 (H, W[, 3]) images; other arrays of shape
+            (H, W) or (H, W, C) with the images' H, W are spatial and transformed too (channels (0, 1) of
+            ``VECTOR_FIELDS`` are (x, y) vectors and turn with the image); anything else is passed through.
+        rng: draws (y0, x0) then (hflip, vflip, transpose).
+        crop: (h, w) or None for the full frame.
+        augment: draw the flips / transpose (transpose only for square outputs).
+        scales: field -> s for spatial fields stored at 1/s of the frame size ((H // s, W // s[, C]), e.g.
+            downscaled events); the window's origin and size are then multiples of the largest s, so every
+            field sees exactly the same region.
+    Returns:
+        field -> tensor: images float32 (C, h, w) in [0, 1]; spatial arrays (C, h / s, w / s), float16 widened
+        to float32; others as ``torch.from_numpy`` allows (numpy arrays where torch has no dtype).
+    """
+    scales = scales or {}
+    ref = next((arrays[f] for f in arrays if f in IMAGE_FIELDS), next(iter(arrays.values())))
+    height, width = ref.shape[:2]
+    spatial = {f: scales.get(f, 1) for f, a in arrays.items()
+               if a.ndim in (2, 3) and a.shape[:2] == (height // scales.get(f, 1), width // scales.get(f, 1))}
+    step = max(spatial.values(), default=1)
+    if step > 1:
+        if crop is not None and (crop[0] % step or crop[1] % step):
+            raise ValueError(f"crop {crop[0]}x{crop[1]} must be a multiple of {step} (fields stored at 1/{step} size)")
+        cy, cx, h, w = _draw_crop(rng, height // step, width // step,
+                                  None if crop is None else (crop[0] // step, crop[1] // step))
+        y0, x0, h, w = cy * step, cx * step, h * step, w * step
+    else:
+        y0, x0, h, w = _draw_crop(rng, height, width, crop)
+    hflip, vflip, transpose = _draw_augment(rng, h, w) if augment else (False, False, False)
+    out: dict[str, Any] = {}
+    for f, a in arrays.items():
+        if f in spatial:
+            s = spatial[f]
+            a = _apply(a[y0 // s : (y0 + h) // s, x0 // s : (x0 + w) // s], hflip, vflip, transpose,
+                       VECTOR_FIELDS.get(f))
+            out[f] = _image_tensor(a) if f in IMAGE_FIELDS else _array_tensor(a)
+        else:
+            out[f] = _maybe_tensor(a)
+    return out
+
+
+def events_voxels(raw: bytes, meta: dict, bins: int, height: int, width: int) -> tuple[np.ndarray, int]:
+    """Stored events -> (float32 (h, w, 2 * bins) voxel grid over the exposure, channels last; scale s).
+
+    The sensor is ``meta["events"]`` width x height (the frame size / s, s = its ``scale``, default 1); the
+    window is its ``exposure_us`` (else the span of the events themselves).
+    """
+    from .events import decode_events, voxel_grid
+
+    events = decode_events(raw)
+    info = meta.get("events") if isinstance(meta.get("events"), dict) else {}
+    scale = int(info.get("scale", 1))
+    ev_h, ev_w = int(info.get("height", height // scale)), int(info.get("width", width // scale))
+    if "exposure_us" in info:
+        t0, t1 = (int(v) for v in info["exposure_us"])
+    elif len(events):
+        t0, t1 = int(events["t"].min()), int(events["t"].max()) + 1
+    else:
+        t0, t1 = 0, 1
+    grid = voxel_grid(events, bins, ev_h, ev_w, t0, t1)
+    return np.ascontiguousarray(grid.transpose(1, 2, 0)), scale
+
+
+def _frame_size(arrays: dict[str, np.ndarray], meta: dict, image_size) -> tuple[int, int]:
+    for f in IMAGE_FIELDS:
+        if f in arrays:
+            return arrays[f].shape[:2]
+    w, h = meta.get("size", image_size)
+    return int(h), int(w)
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

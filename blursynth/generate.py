@@ -29,13 +29,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Sample:
-    """A finished sample: uint8 RGB images, the linear blur map, and its meta."""
+    """A finished sample: uint8 RGB images, the linear blur map, its meta, and its events (EVENT_DTYPE, t in us
+    from the exposure start) when the recipe asks for them."""
 
     index: int
     sharp: np.ndarray
     blur: np.ndarray
     blur_map: np.ndarray
     meta: dict
+    events: np.ndarray | None = None
 
 
 @dataclass
@@ -66,21 +68,21 @@ class Timings:
 def make_sample(recipe: Recipe, source: Source, seed: int, index: int, timings: Timings | None = None) -> Sample | Skip:
     """Generate sample `index` of the run with global `seed`; a bad input gives a Skip with its reason."""
     timings = timings or Timings()
-    with timings.stage("source"):
-        try:
-            item = source.get(index, stage_rng(seed, index, "source"))
-        except SourceError as exc:
-            source_id = getattr(source, "source_id", lambda i: "?")(index)
-            return Skip(index, source_id, str(exc))
-    camera = sample_camera(recipe.camera, stage_rng(seed, index, "camera"))
-    with timings.stage("compose"):
-        scene, scene_params = compose(item.image, item.masks, item.labels, recipe, stage_rng(seed, index, "scene"),
-                                      camera.response, item.lights)
+    made = make_scene(recipe, source, seed, index, timings)
+    if isinstance(made, Skip):
+        return made
+    item, camera, scene, scene_params = made
     with timings.stage("render"):
         exposure = render(scene, method=recipe.render.method, reference_time=recipe.render.reference_time,
                           max_samples=recipe.render.max_samples, kernel_size=recipe.render.kernel_size)
     with timings.stage("camera"):
         blur, sharp = apply_camera(exposure.blur, exposure.sharp, camera, stage_rng(seed, index, "noise"))
+    events = events_meta = None
+    if recipe.events.enabled:
+        from .events.exposure import scene_events
+
+        with timings.stage("events"):
+            events, events_meta = scene_events(scene, recipe.events, stage_rng(seed, index, "events"))
     magnitude = exposure.blur_map[..., 2]
     meta = {
         "index": index,
@@ -97,11 +99,33 @@ def make_sample(recipe: Recipe, source: Source, seed: int, index: int, timings: 
                     "max": float(magnitude.max())},
         "blursynth": __version__,
     }
-    return Sample(index=index, sharp=sharp, blur=blur, blur_map=exposure.blur_map, meta=meta)
+    if events_meta is not None:
+        meta["events"] = events_meta
+    return Sample(index=index, sharp=sharp, blur=blur, blur_map=exposure.blur_map, meta=meta, events=events)
+
+
+def make_scene(recipe: Recipe, source: Source, seed: int, index: int, timings: Timings | None = None):
+    """The first stages of `make_sample`: (source item, camera params, Scene, scene params), or a Skip.
+
+    Deterministic in (recipe, source, seed, index) like `make_sample`, so a run's scenes, and from them its
+    latent frames (`render.latent_frames`), can be re-derived later (`blursynth events RUN_DIR`)."""
+    timings = timings or Timings()
+    with timings.stage("source"):
+        try:
+            item = source.get(index, stage_rng(seed, index, "source"))
+        except SourceError as exc:
+            source_id = getattr(source, "source_id", lambda i: "?")(index)
+            return Skip(index, source_id, str(exc))
+    camera = sample_camera(recipe.camera, stage_rng(seed, index, "camera"))
+    with timings.stage("compose"):
+        scene, scene_params = compose(item.image, item.masks, item.labels, recipe, stage_rng(seed, index, "scene"),
+                                      camera.response, item.lights)
+    return item, camera, scene, scene_params
 
 
 def encode_sample(sample: Sample, recipe: Recipe, timings: Timings | None = None) -> dict[str, bytes]:
-    """The record stored for a sample: encoded images, meta, and the blur map if the recipe asks for it."""
+    """The record stored for a sample: encoded images, meta, and the blur map and events (`events.encode_events`)
+    if the recipe asks for them."""
     timings = timings or Timings()
     with timings.stage("encode"):
         record = {
@@ -111,6 +135,10 @@ def encode_sample(sample: Sample, recipe: Recipe, timings: Timings | None = None
         }
         if recipe.output.blur_map:
             record["blur_map"] = encode_array(sample.blur_map.astype(np.float16))
+        if sample.events is not None:
+            from .events.formats import encode_events
+
+            record["events"] = encode_events(sample.events)
     return record
 
 

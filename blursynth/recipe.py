@@ -103,6 +103,41 @@ class OutputRecipe:
 
 
 @dataclass
+class EventNoiseRecipe:
+    """DVS noise (v2e's model, see events/noise.py); all zero: an ideal sensor."""
+
+    threshold_sigma: float = 0.0  # per-pixel threshold std, log units (v2e --sigma_thres)
+    cutoff_hz: float = 0.0  # photoreceptor bandwidth at full intensity, Hz; 0: no low-pass (v2e --cutoff_hz)
+    leak_rate_hz: float = 0.0  # leak ON events per pixel, Hz (v2e --leak_rate_hz)
+    leak_spread_decades: float = 0.0  # std of log10 of the per-pixel leak rate (v2e --noise_rate_cov_decades)
+    shot_rate_hz: float = 0.0  # shot-noise events per pixel (ON + OFF) at black, Hz (v2e --shot_noise_rate_hz)
+    shot_intensity_factor: float = 0.25  # shot rate at white / at black (v2e's SHOT_NOISE_INTEN_FACTOR)
+    hot_pixel_fraction: float = 0.0  # fraction of hot pixels
+    hot_pixel_rate_hz: float = 0.0  # ON events per second of a hot pixel
+
+    def to_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class EventsRecipe:
+    """Event streams simulated from the latent images of each exposure (blursynth.events; off by default)."""
+
+    enabled: bool = False
+    threshold_pos: float = 0.2  # contrast thresholds, log intensity
+    threshold_neg: float = 0.2
+    log_eps: float = 1e-3  # L = log(I + log_eps)
+    refractory_s: float = 0.0
+    scale: int = 1  # events at 1/scale the frame resolution (area downsampling in linear light)
+    exposure_s: float = 0.01  # duration of the exposure the blur integrates, seconds
+    gap_s: float = 0.0  # simulated time after the exposure (until the next one), seconds
+    samples: int = 0  # latent frames over the exposure; 0: about one per pixel of motion (at least 2)
+    max_samples: int = 256  # cap of the adaptive count
+    random_reference: bool = False  # start references at a random offset (no first-frame ghost)
+    noise: EventNoiseRecipe = field(default_factory=EventNoiseRecipe)
+
+
+@dataclass
 class Recipe:
     name: str = "default"
     size: tuple[int, int] = (1280, 720)  # width, height of every output
@@ -111,6 +146,7 @@ class Recipe:
     camera: CameraRecipe = field(default_factory=CameraRecipe)
     render: RenderRecipe = field(default_factory=RenderRecipe)
     output: OutputRecipe = field(default_factory=OutputRecipe)
+    events: EventsRecipe = field(default_factory=EventsRecipe)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))
@@ -286,6 +322,23 @@ def _validate(r: Recipe) -> None:
     _check(0 <= r.render.reference_time <= 1, "render.reference_time", "must lie in [0, 1]")
     _check(1 <= r.render.max_samples <= 4096, "render.max_samples", "must lie in [1, 4096]")
     _check(r.output.codec in IMAGE_CODECS, "output.codec", f"must be one of {', '.join(IMAGE_CODECS)}")
+    _validate_events(r)
+
+
+def _validate_events(r: Recipe) -> None:
+    e = r.events
+    for name in ("threshold_pos", "threshold_neg", "log_eps", "exposure_s"):
+        _check(getattr(e, name) > 0, f"events.{name}", f"must be > 0, got {getattr(e, name)}")
+    for name in ("refractory_s", "gap_s"):
+        _check(getattr(e, name) >= 0, f"events.{name}", f"must be >= 0, got {getattr(e, name)}")
+    _check(e.scale >= 1, "events.scale", f"must be an integer >= 1, got {e.scale}")
+    w, h = r.size
+    _check(w // e.scale >= 1 and h // e.scale >= 1, "events.scale", f"{e.scale} leaves no pixel of {w}x{h}")
+    _check(e.samples == 0 or e.samples >= 2, "events.samples", f"must be 0 (adaptive) or >= 2, got {e.samples}")
+    _check(2 <= e.max_samples <= 4096, "events.max_samples", f"must lie in [2, 4096], got {e.max_samples}")
+    for name, value in e.noise.to_dict().items():
+        _check(value >= 0, f"events.noise.{name}", f"must be >= 0, got {value}")
+    _check(e.noise.hot_pixel_fraction <= 1, "events.noise.hot_pixel_fraction", "must lie in [0, 1]")
 
 
 def _range(name: str, value, lo: float | None = None) -> None:

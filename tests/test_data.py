@@ -168,3 +168,81 @@ def test_two_datasets_over_one_directory(root):
     full, again = ShardDataset(root), ShardDataset(root)
     assert torch.equal(full[2]["sharp"], again[2]["sharp"])
     assert torch.equal(full[6]["blur"], again[6]["blur"])
+
+
+def _event_counts(h, w):
+    """(h, w) int: how many events the test puts at each sensor pixel (1..5, varies across the frame)."""
+    return 1 + (np.arange(h * w).reshape(h, w) * 7 // 3) % 5
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["events-full", "events-half"])
+def event_root(request, tmp_path_factory):
+    from blursynth.events import EVENT_DTYPE, encode_events
+
+    scale = request.param
+    root = tmp_path_factory.mktemp(f"events{scale}")
+    eh, ew = H // scale, W // scale
+    counts = _event_counts(eh, ew)
+    ys, xs = np.nonzero(counts > 0)
+    reps = counts[ys, xs]
+    ev = np.zeros(int(reps.sum()), EVENT_DTYPE)
+    ev["y"], ev["x"] = np.repeat(ys, reps), np.repeat(xs, reps)
+    ev["t"] = np.arange(len(ev)) % 1000
+    ev["p"] = np.where(np.arange(len(ev)) % 2, 1, -1)
+    ev = ev[np.argsort(ev["t"], kind="stable")]
+    with ShardWriter(root, 0) as writer:
+        for index in (0, 1):
+            writer.put(index, {"blur": encode_image(_photo(index), "qoi"), "sharp": encode_image(_photo(index), "qoi"),
+                               "coords": encode_array(_coords()), "events": encode_events(ev),
+                               "meta": encode_meta({"events": {"exposure_us": [0, 1000], "width": ew, "height": eh,
+                                                               "scale": scale}})})
+    Manifest(recipe={"name": "test"}, seed=0, num_requested=2, image_size=[W, H], codec="qoi",
+             shards=[writer.info]).save(root)
+    return root, scale
+
+
+def test_events_voxel_grid_is_cropped_and_flipped_with_the_images(event_root):
+    root, scale = event_root
+    counts = _event_counts(H // scale, W // scale)
+    ds = ShardDataset(root, crop=16, augment=True, fields=("blur", "sharp", "coords", "events"), event_bins=3, seed=1)
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            s = ds[i]
+            vox = s["events"]
+            assert vox.dtype == torch.float32 and vox.shape == (6, 16 // scale, 16 // scale)
+            y, x = s["coords"][0].numpy(), s["coords"][1].numpy()
+            # every event adds 1 in total over its pixel's channels, so the channel sum is the event count there
+            src = counts[y[::scale, ::scale] // scale, x[::scale, ::scale] // scale]
+            np.testing.assert_allclose(vox.sum(0).numpy(), src, atol=1e-5)
+            if scale > 1:  # each event pixel covers whole scale x scale blocks of image pixels
+                assert np.all(y // scale == np.repeat(np.repeat(y[::scale, ::scale] // scale, scale, 0), scale, 1))
+
+
+def test_on_the_fly_is_deterministic_in_any_number_of_workers():
+    from blursynth.data import OnTheFly
+    from blursynth.generate import make_sample
+    from blursynth.sources import open_source
+
+    ds = OnTheFly("default", length=4, crop=32, augment=True, size=(64, 48), seed=5, blur_map=True)
+
+    def epoch(e, workers):
+        ds.set_epoch(e)
+        loader = DataLoader(ds, batch_size=2, num_workers=workers, collate_fn=collate,
+                            multiprocessing_context=ds.multiprocessing_context if workers else None)
+        return list(loader)
+
+    serial, parallel = epoch(0, 0), epoch(0, 2)
+    for a, b in zip(serial, parallel):
+        for key in ("blur", "sharp", "blur_map", "index"):
+            assert torch.equal(a[key], b[key]), key
+        assert a["meta"] == b["meta"]
+    assert torch.cat([b["index"] for b in serial]).tolist() == [0, 1, 2, 3]
+    nxt = epoch(1, 0)
+    assert torch.cat([b["index"] for b in nxt]).tolist() == [4, 5, 6, 7]
+    assert not torch.equal(nxt[0]["blur"], serial[0]["blur"])
+    # epoch 0 holds exactly the pairs `blursynth generate` makes at these indices
+    full = OnTheFly("default", length=4, size=(64, 48), seed=5)
+    direct = make_sample(full.recipe, open_source("builtin", (64, 48)), 5, 2)
+    assert torch.equal(full[2]["blur"], torch.from_numpy(direct.blur.transpose(2, 0, 1) / np.float32(255)))
+    assert torch.equal(full[2]["sharp"], torch.from_numpy(direct.sharp.transpose(2, 0, 1) / np.float32(255)))

@@ -1,10 +1,12 @@
-"""Event simulator: analytic ramps, refractory, chunked streaming, and a plain per-pixel reference."""
+"""Event simulator: analytic ramps, refractory, chunked streaming, a plain per-pixel reference, kernel
+internals (coarse buckets, scratch overflow, thread count), the noise model's statistics, downscaling."""
 import math
 
 import numpy as np
 import pytest
 
-from blursynth.events import EVENT_DTYPE, EventState, simulate
+from blursynth.events import EVENT_DTYPE, EventState, NoiseModel, downscale, simulate, to_gray
+from blursynth.events.noise import shot_rate_hz
 
 EPS = 1e-3
 
@@ -172,14 +174,204 @@ def test_bad_arguments_raise(bad):
         simulate(np.zeros((3, 2, 2), np.float32), **kw)
 
 
-def test_frame_blocks_inside_one_call_change_nothing(monkeypatch):
+@pytest.mark.parametrize("name,value", [("_MAX_BUCKETS", 4), ("_MAX_BUCKETS", 64),
+                                        ("_HIST_BYTES_PER_BAND", 1)])
+def test_coarse_time_buckets_give_the_same_stream(monkeypatch, name, value):
+    # Intervals spanning more time units than _MAX_BUCKETS are counted in 2^k-unit buckets and each bucket is
+    # then sorted by t; a histogram budget of 1 byte walks one interval at a time: the stream (ties included)
+    # must not change.
     import sys
 
     rng = np.random.default_rng(3)
     frames = smooth_frames(rng, 30, 8, 8)
     t_s = np.arange(30) * 0.005
-    whole, _ = simulate(frames, t_s)
-    # a log buffer of 3 frames: the call runs in 10 blocks
-    monkeypatch.setattr(sys.modules["blursynth.events.simulate"], "_LOG_BUFFER_BYTES", 3 * 8 * 8 * 8)
-    blocks, _ = simulate(frames, t_s)
-    np.testing.assert_array_equal(blocks, whole)
+    for kw in ({}, {"refractory_s": 0.002, "threshold_pos": 0.11}):
+        whole, _ = simulate(frames, t_s, **kw)
+        monkeypatch.setattr(sys.modules["blursynth.events.simulate"], name, value)
+        coarse, _ = simulate(frames, t_s, **kw)
+        monkeypatch.undo()
+        assert len(whole) > 1000
+        np.testing.assert_array_equal(coarse, whole)
+    # ns timestamps take that path at normal frame rates (5 ms = 5e6 ns per interval)
+    ns, _ = simulate(frames, t_s, time_unit="ns")
+    us, _ = simulate(frames, t_s)
+    assert len(ns) == len(us) and np.all(np.diff(ns["t"]) >= 0)
+    assert np.abs(np.sort(ns["t"]) / 1000 - np.sort(us["t"])).max() <= 1
+
+
+def test_scratch_overflow_resumes_where_it_stopped(monkeypatch):
+    # A scratch of a few dozen events per band fills up within the first intervals: each band stops before the
+    # pixel that did not fit, the scratch grows, and the walk resumes there. Stream and state must not change.
+    import sys
+
+    rng = np.random.default_rng(17)
+    frames = smooth_frames(rng, 12, 9, 7)
+    t_s = np.arange(12) * 0.004
+    kw = dict(threshold_pos=0.1, threshold_neg=0.13, refractory_s=0.001)
+    whole, state = simulate(frames, t_s, **kw)
+    module = sys.modules["blursynth.events.simulate"]
+    monkeypatch.setattr(module, "_SCRATCH_MIN", 1)
+    grows = []
+    original = module._Scratch.grow
+    monkeypatch.setattr(module._Scratch, "grow", lambda self: (grows.append(1), original(self)))
+    small, small_state = simulate(frames, t_s, **kw)
+    assert len(grows) >= 2 and len(whole) > 500
+    np.testing.assert_array_equal(small, whole)
+    np.testing.assert_array_equal(small_state.ref_log, state.ref_log)
+
+
+def test_thread_count_does_not_change_the_stream():
+    import numba
+
+    rng = np.random.default_rng(13)
+    frames = smooth_frames(rng, 20, 23, 19)
+    t_s = np.arange(20) * 0.004
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one, _ = simulate(frames, t_s)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many, _ = simulate(frames, t_s)
+    finally:
+        numba.set_num_threads(threads)
+    assert len(one) > 1000 and one.tobytes() == many.tobytes()
+
+
+# --- noise model -------------------------------------------------------------------------------------------
+
+
+def test_noise_off_is_deterministic_and_ignores_rng():
+    rng = np.random.default_rng(8)
+    frames = smooth_frames(rng, 20, 7, 9)
+    t_s = np.arange(20) * 0.004
+    a, _ = simulate(frames, t_s)
+    b, _ = simulate(frames, t_s, noise=NoiseModel(), rng=np.random.default_rng(1))
+    c, _ = simulate(frames, t_s, noise=NoiseModel.preset("ideal"), rng=np.random.default_rng(2))
+    assert len(a) > 100 and a.tobytes() == b.tobytes() == c.tobytes()
+
+
+def test_noise_on_same_seed_same_events_and_chunking_invariant():
+    rng = np.random.default_rng(9)
+    frames = smooth_frames(rng, 30, 8, 10)
+    t_s = np.arange(30) * 0.002
+    model = NoiseModel.preset("noisy")
+    kw = dict(noise=model, threshold_pos=0.15, threshold_neg=0.25, refractory_s=0.001)
+    a, _ = simulate(frames, t_s, rng=np.random.default_rng(3), **kw)
+    b, _ = simulate(frames, t_s, rng=np.random.default_rng(3), **kw)
+    c, _ = simulate(frames, t_s, rng=np.random.default_rng(4), **kw)
+    assert a.tobytes() == b.tobytes() and a.tobytes() != c.tobytes()
+    r = np.random.default_rng(3)
+    first, state = simulate(frames[:11], t_s[:11], rng=r, **kw)
+    second, _ = simulate(frames[11:], t_s[11:], rng=r, state=state, **kw)
+    np.testing.assert_array_equal(np.concatenate([first, second]), a)
+    with pytest.raises(ValueError, match="rng"):
+        simulate(frames, t_s, noise=model)
+
+
+def test_threshold_spread_matches_requested_sigma():
+    # Each pixel ramps up by exactly D in log intensity: it fires floor(D / C_px) events, so C_px is pinned to
+    # (D / (n + 1), D / n]; with D = 6 and C ~ 0.2 that interval is about 0.007 wide. The std of the interval
+    # midpoints over 40000 pixels estimates sigma = 0.03 with sampling error sigma / sqrt(2 N) = 1.1e-4 and a
+    # quantization error below 0.007 / sqrt(12) = 0.002 (added in quadrature: < 2 %); we allow 5 %.
+    h, w, d = 200, 200, 6.0
+    l0 = math.log(0.01 + EPS)
+    i1 = math.exp(l0 + d) - EPS
+    frames = np.stack([np.full((h, w), 0.01), np.full((h, w), i1)]).astype(np.float32)
+    d_true = math.log(float(frames[1, 0, 0]) + EPS) - math.log(float(frames[0, 0, 0]) + EPS)
+    sigma = 0.03
+    events, state = simulate(frames, np.array([0.0, 0.01]), noise=NoiseModel(threshold_sigma=sigma),
+                             rng=np.random.default_rng(12))
+    n = np.bincount(events["y"].astype(np.int64) * w + events["x"], minlength=h * w)
+    assert np.all(events["p"] == 1) and n.min() > 0
+    c_mid = (d_true / (n + 1) + d_true / n) / 2
+    assert c_mid.std() == pytest.approx(sigma, rel=0.05)
+    assert c_mid.mean() == pytest.approx(0.2, abs=0.002)
+    assert state.noise.threshold_pos.std() == pytest.approx(sigma, rel=0.02)
+
+
+@pytest.mark.parametrize("intensity", [0.0, 0.5])
+def test_shot_noise_rate_matches_requested_rate(intensity):
+    # A static scene: every event is shot noise. Count over P pixels x T seconds is Poisson with mean
+    # lambda = rate * P * T (lambda = 48000 at black); we accept |count - lambda| < 5 sqrt(lambda) (about 2 %),
+    # a bound a correct implementation misses with probability 6e-7. ON and OFF are half each, same bound.
+    h, w, n = 40, 60, 101
+    t_s = np.arange(n) * 0.01
+    frames = np.full((n, h, w), intensity, np.float32)
+    model = NoiseModel(shot_rate_hz=20.0)
+    events, _ = simulate(frames, t_s, noise=model, rng=np.random.default_rng(5))
+    rate = float(shot_rate_hz(model, frames[0])[0, 0])
+    assert rate == pytest.approx(20.0 * (1 - 0.75 * ((255 * intensity + 20) / 275)))
+    lam = rate * h * w * (t_s[-1] - t_s[0])
+    assert abs(len(events) - lam) < 5 * math.sqrt(lam)
+    on = int(np.count_nonzero(events["p"] > 0))
+    assert abs(on - lam / 2) < 5 * math.sqrt(lam / 2)
+    assert events["t"].min() > 0 and events["t"].max() <= 1e6 and np.all(np.diff(events["t"]) >= 0)
+
+
+def test_leak_and_hot_pixels_rates():
+    # Static scene, leak only: each pixel's reference drifts down by rate * C per second, so a pixel fires ON
+    # events exactly every 1 / rate seconds: floor(T * rate) events (no spread). Hot pixels: Poisson, 5 sigma.
+    h, w = 10, 10
+    frames = np.full((41, h, w), 0.3, np.float32)
+    t_s = np.arange(41) * 0.05  # 2 s
+    events, _ = simulate(frames, t_s, noise=NoiseModel(leak_rate_hz=2.6), rng=np.random.default_rng(0))
+    assert len(events) == h * w * 5 and np.all(events["p"] == 1)
+    first = events[(events["x"] == 3) & (events["y"] == 4)]["t"]
+    np.testing.assert_allclose(first, np.arange(1, 6) / 2.6 * 1e6, atol=1.0)
+    hot, _ = simulate(frames, t_s, noise=NoiseModel(hot_pixel_fraction=0.1, hot_pixel_rate_hz=300.0),
+                      rng=np.random.default_rng(1))
+    n_hot = len(np.unique(hot["y"].astype(int) * w + hot["x"]))
+    lam = n_hot * 300.0 * 2.0
+    assert 0 < n_hot < 30 and abs(len(hot) - lam) < 5 * math.sqrt(lam)
+
+
+def test_low_pass_delays_a_step():
+    # A step of +1 in log intensity through the low-pass: the filter output reaches the threshold later than
+    # the unfiltered ramp would, and with a bright pixel (bandwidth grows with intensity) sooner than a dark one.
+    t_s = np.arange(201) * 1e-4
+    def first_time(level):
+        frames = np.full((201, 1, 1), level, np.float32)
+        frames[1:] = level * math.e
+        ev, _ = simulate(frames, t_s, noise=NoiseModel(cutoff_hz=200.0), rng=np.random.default_rng(0))
+        return ev["t"][0], len(ev)
+    t_dark, n_dark = first_time(0.02)
+    t_bright, n_bright = first_time(0.3)
+    # 20 ms after the step the dark pixel's filter (time constant 8.7 ms) is at about 90 % of the step, the bright
+    # one's at all of it (just under 1.0 in float): 4 crossings of 0.2 each
+    assert n_dark == n_bright == 4
+    assert 100 < t_bright < t_dark
+
+
+def test_random_reference_spreads_first_events():
+    # With the reference at L0, a slow common ramp makes every pixel fire at the same instant; with a random
+    # reference, the first crossings spread uniformly over one threshold's worth of the ramp.
+    frames, _ = ramp_frames(math.log(0.05 + EPS), [0.5] * 2000)
+    plain, _ = simulate(frames, np.array([0.0, 0.01]))
+    rand, _ = simulate(frames, np.array([0.0, 0.01]), random_reference=True, rng=np.random.default_rng(0))
+    assert len(np.unique(plain["t"])) == 2
+    assert len(np.unique(rand["t"])) > 1000
+    with pytest.raises(ValueError, match="rng"):
+        simulate(frames, np.array([0.0, 0.01]), random_reference=True)
+
+
+# --- spatial scale -----------------------------------------------------------------------------------------
+
+def test_events_at_quarter_scale_equal_events_of_the_small_video():
+    rng = np.random.default_rng(21)
+    small = smooth_frames(rng, 25, 6, 8)
+    big = np.repeat(np.repeat(small, 4, axis=1), 4, axis=2)
+    t_s = np.arange(25) * 0.003
+    a, _ = simulate(downscale(big, 4), t_s)
+    b, _ = simulate(small, t_s)
+    assert len(b) > 500 and a.tobytes() == b.tobytes()
+    # a non-constant block averages in linear intensity
+    img = np.arange(16, dtype=np.float32).reshape(4, 4) / 16
+    assert downscale(img, 2)[0, 0] == np.float32(np.mean([0, 1, 4, 5]) / 16)
+    assert downscale(big[:, :7, :9], 4).shape == (25, 1, 2)
+    with pytest.raises(ValueError, match="scale"):
+        downscale(big, 0)
+
+
+def test_to_gray_is_rec709_luminance():
+    rgb = np.random.default_rng(0).random((3, 4, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(to_gray(rgb), rgb @ np.array([0.2126, 0.7152, 0.0722]), rtol=1e-6)

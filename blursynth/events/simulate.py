@@ -7,9 +7,20 @@ t_prev + (c - L_prev) * dt / (L_cur - L_prev), and the reference moves to c. A r
 event only if it comes at least `refractory_s` after the pixel's last kept event; as in esim_py the reference
 moves even when the event is suppressed.
 
-Three numba passes per call: count events per (frame interval, row), an exclusive prefix sum for offsets,
-fill (parallel over rows, writes the carried state), then a stable counting sort of each interval's events by
-time. Intervals are time-disjoint, so sorting each one sorts the whole stream.
+Two numba passes over runs of frame intervals, parallel over fixed bands of rows (a band's pixels depend on no
+other band, so one parallel region walks a whole run of intervals):
+- walk: each pixel once per interval (interval by interval, rows, columns): log intensity (through a small
+  cache keyed by the float32 bits: 8-bit sources repeat a few hundred values), crossings, state update; the
+  kept events go to the band's scratch in walk order and are counted in a histogram of time buckets (one per
+  time unit, per interval; 2^k units when an interval spans more than _MAX_BUCKETS units, e.g. nanoseconds);
+- scatter: a counting sort: each event goes to its bucket's offset, bands in order within a bucket, walk order
+  within a band. Coarse buckets (2^k units) are then sorted stably by t.
+Ties thus come out ordered by interval, row, column and crossing, whatever the number of bands or threads.
+A band whose scratch fills up stops before the pixel that does not fit and resumes there once it has grown.
+The crossing loop is one loop for ON and OFF (a direction sign), exactly equivalent to two mirrored loops.
+
+With a `NoiseModel` (noise.py) the same kernels read the comparator's log intensities (low-passed, with the
+leak drift) and per-pixel thresholds, and shot-noise and hot-pixel events are merged in by time.
 """
 from __future__ import annotations
 
@@ -19,6 +30,8 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+
+from .noise import NoiseModel, NoiseState, draw_noise_state, filtered_logs, poisson_events
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +47,13 @@ class EventState:
 
     Attributes:
         ref_log: float64 (H, W), reference log intensity (the level of the pixel's last crossing).
-        last_event_s: float64 (H, W), time in seconds of the pixel's last kept event; -inf if none.
+        last_event_s: float64 (H, W), time in seconds of the pixel's last kept event; -inf if none. Tracked only
+            while simulating with a refractory period (the kernels skip it otherwise).
         last_frame: float32 (H, W), linear intensity of the last frame seen.
         last_log: float64 (H, W), log(last_frame + log_eps).
         last_t_s: time in seconds of the last frame seen.
+        noise: per-pixel noise parameters and low-pass state (noise.NoiseState) when simulating with a noise
+            model, else None. last_log then holds the comparator's (filtered, drifted) log intensity.
     """
 
     ref_log: np.ndarray
@@ -45,6 +61,7 @@ class EventState:
     last_frame: np.ndarray
     last_log: np.ndarray
     last_t_s: float
+    noise: NoiseState | None = None
 
     @classmethod
     def from_frame(cls, frame: np.ndarray, t_s: float, log_eps: float = 1e-3) -> "EventState":
@@ -56,12 +73,13 @@ class EventState:
 
     def copy(self) -> "EventState":
         return EventState(self.ref_log.copy(), self.last_event_s.copy(), self.last_frame.copy(),
-                          self.last_log.copy(), self.last_t_s)
+                          self.last_log.copy(), self.last_t_s, None if self.noise is None else self.noise.copy())
 
 
 def simulate(frames: np.ndarray, t_s: np.ndarray, *, threshold_pos: float = 0.2, threshold_neg: float = 0.2,
-             log_eps: float = 1e-3, refractory_s: float = 0.0, state: EventState | None = None,
-             time_unit: str = "us") -> tuple[np.ndarray, EventState]:
+             log_eps: float = 1e-3, refractory_s: float = 0.0, noise: NoiseModel | None = None,
+             rng: np.random.Generator | None = None, random_reference: bool = False,
+             state: EventState | None = None, time_unit: str = "us") -> tuple[np.ndarray, EventState]:
     """Simulate the events of an event camera watching `frames`.
 
     Args:
@@ -70,6 +88,11 @@ def simulate(frames: np.ndarray, t_s: np.ndarray, *, threshold_pos: float = 0.2,
         threshold_pos, threshold_neg: contrast thresholds C in log intensity for ON / OFF events.
         log_eps: offset inside the log, L = log(I + log_eps).
         refractory_s: per-pixel refractory period in seconds (0: none).
+        noise: sensor noise model (noise.NoiseModel); None or all-zero: an ideal sensor.
+        rng: numpy Generator for the noise and the random reference; required when either is used.
+        random_reference: start each pixel's reference at L0 - U(-threshold_neg, threshold_pos) (the stationary
+            distribution of L - ref) instead of L0, so the first frame leaves no ghost of itself in the events.
+            Only when the stream starts (state None).
         state: carried state from a previous call (the caller's frames then continue that stream; the
             events are exactly those of one call over all frames). None: the reference starts at frames[0],
             which emits no events of its own.
@@ -90,14 +113,26 @@ def simulate(frames: np.ndarray, t_s: np.ndarray, *, threshold_pos: float = 0.2,
         raise ValueError("frames wider or taller than 65536 do not fit uint16 coordinates")
     if threshold_pos <= 0 or threshold_neg <= 0:
         raise ValueError("thresholds must be positive")
+    noisy = noise is not None and not noise.is_ideal
+    if (noisy or random_reference) and rng is None:
+        raise ValueError("a noise model or random_reference needs rng (a numpy Generator)")
     if state is None:
         if len(frames) == 0:
             raise ValueError("the first call needs at least one frame to start the reference")
         state = EventState.from_frame(frames[0], t_s[0], log_eps)
+        if noisy:
+            state.noise = draw_noise_state(noise, state.last_log, t_s[0], threshold_pos, threshold_neg, rng)
+        if random_reference:
+            cp = threshold_pos if state.noise is None else state.noise.threshold_pos
+            cn = threshold_neg if state.noise is None else state.noise.threshold_neg
+            state.ref_log -= rng.uniform(0.0, 1.0, state.ref_log.shape) * (cp + cn) - cn
         frames, t_s = frames[1:], t_s[1:]
     else:
         if state.ref_log.shape != frames.shape[1:]:
             raise ValueError(f"state is {state.ref_log.shape}, frames are {frames.shape[1:]}")
+        if noisy != (state.noise is not None):
+            raise ValueError("a stream started with a noise model must go on with one, and one started without "
+                             "must go on without")
         state = state.copy()
     t_all = np.concatenate([[state.last_t_s], t_s])
     if np.any(np.diff(t_all) <= 0):
@@ -106,42 +141,126 @@ def simulate(frames: np.ndarray, t_s: np.ndarray, *, threshold_pos: float = 0.2,
         return np.empty(0, EVENT_DTYPE), state
 
     n, h, w = frames.shape
-    # The count pass keeps each changed pixel's log intensity for the fill pass (one log per pixel-frame, not
-    # two); blocks of frames bound that buffer whatever the number of frames.
-    block = max(1, min(n, _LOG_BUFFER_BYTES // (8 * h * w)))
-    log_buf = np.empty((block, h, w), np.float64)
-    parts = []
-    for a in range(0, n, block):
-        parts.append(_simulate_block(frames[a:a + block], t_s[a:a + block], state, log_buf, threshold_pos,
-                                     threshold_neg, log_eps, refractory_s, TIME_SCALE[time_unit]))
-    events = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    if noisy:
+        events = _simulate_noisy(frames, t_s, state, noise, rng, log_eps, refractory_s, TIME_SCALE[time_unit])
+        log.debug("simulated %d events (with noise) over %d frames of %dx%d", len(events), n, w, h)
+        return events, state
+    one = np.ones((1, 1))
+    events = _simulate_block(frames, False, t_s, state, one * threshold_pos, one * threshold_neg, float(log_eps),
+                             refractory_s, TIME_SCALE[time_unit])
     total = len(events)
     log.debug("simulated %d events over %d frames of %dx%d", total, n, w, h)
     return events, state
 
 
-_LOG_BUFFER_BYTES = 32 * 2**20
+_LUT_BITS = 14
+_MAX_BUCKETS = 1 << 16
+_SCRATCH_MIN = 4096
 
 
-def _simulate_block(frames, t_s, state, log_buf, threshold_pos, threshold_neg, log_eps, refractory_s, scale):
-    """Events of frames (n, H, W) at times t_s (n,) following `state`, which is advanced in place."""
+def _simulate_noisy(frames, t_s, state, noise, rng, log_eps, refractory_s, scale):
+    """Events of frames (n, H, W) at t_s (n,) with a noise model; advances `state` in place."""
+    ns = state.noise
     n, h, w = frames.shape
-    args = (frames, log_buf, t_s, state.last_t_s, state.last_frame, state.last_log, state.ref_log,
-            state.last_event_s, float(threshold_pos), float(threshold_neg), float(log_eps), float(refractory_s))
-    counts = np.empty((n, h), np.int64)
-    _count_pass(*args, counts)
-    offsets = np.zeros(n * h + 1, np.int64)
-    np.cumsum(counts.ravel(), out=offsets[1:])
-    total = int(offsets[-1])
-    ev_t = np.empty(total, np.int64)
-    ev_x = np.empty(total, np.uint16)
-    ev_y = np.empty(total, np.uint16)
-    ev_p = np.empty(total, np.int8)
-    _fill_pass(*args, scale, offsets, ev_t, ev_x, ev_y, ev_p)
-    state.last_t_s = float(t_s[-1])
-    events = np.empty(total, EVENT_DTYPE)
-    _sort_intervals(offsets[::h].copy(), ev_t, ev_x, ev_y, ev_p, events)
-    return events
+    parts = []
+    block = max(1, min(n, _NOISE_LOG_BYTES // (8 * h * w)))
+    for a in range(0, n, block):
+        fr, ts = frames[a:a + block], t_s[a:a + block]
+        logs = filtered_logs(noise, ns, fr, ts, state.last_t_s, log_eps)
+        t_prev = state.last_t_s
+        signal = _simulate_block(logs, True, ts, state, ns.threshold_pos, ns.threshold_neg, log_eps, refractory_s,
+                                 scale)
+        nt, nx, ny, np_ = poisson_events(noise, ns, fr, ts, t_prev, rng)
+        state.last_frame[...] = fr[-1]
+        t_all = np.concatenate([signal["t"], np.rint(nt * scale).astype(np.int64)])
+        order = np.argsort(t_all, kind="stable")
+        out = np.empty(len(t_all), EVENT_DTYPE)
+        out["t"] = t_all[order]
+        out["x"] = np.concatenate([signal["x"], nx.astype(np.uint16)])[order]
+        out["y"] = np.concatenate([signal["y"], ny.astype(np.uint16)])[order]
+        out["p"] = np.concatenate([signal["p"], np_.astype(np.int8)])[order]
+        parts.append(out)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+_NOISE_LOG_BYTES = 32 * 2**20
+
+
+def _simulate_block(vals, is_log, t_s, state, cpos, cneg, log_eps, refractory_s, scale):
+    """Events of vals (n, H, W) at times t_s (n,) following `state`, which is advanced in place.
+
+    vals: float32 linear frames (is_log False), or float64 comparator log intensities (is_log True).
+    cpos, cneg: float64 thresholds, (H, W) per pixel or (1, 1) for all.
+    """
+    n, h, w = vals.shape
+    bands = max(1, min(h, numba.get_num_threads()))
+    rows = np.linspace(0, h, bands + 1).round().astype(np.int64)
+    keys = np.full((bands, 1 << _LUT_BITS), np.uint32(0xFFFFFFFF))
+    lut = np.full((bands, 1 << _LUT_BITS), np.nan)
+    bits = vals.view(np.uint32) if not is_log else np.empty((n, 1, 1), np.uint32)
+    scratch = _Scratch(bands, max(_SCRATCH_MIN, h * w // (2 * bands)))
+    # Time buckets of each interval: rint(te * scale) for te in [t_prev, t_cur] (up to rounding) lies in
+    # [t_lo, t_lo + span); 2^shift units per bucket keep an interval within _MAX_BUCKETS buckets.
+    t_all = np.concatenate([[state.last_t_s], t_s])
+    t_lo = np.rint(t_all[:-1] * scale).astype(np.int64) - 1
+    span = np.rint(t_all[1:] * scale).astype(np.int64) - t_lo + 2
+    shift = np.maximum(0, np.ceil(np.log2(span / _MAX_BUCKETS))).astype(np.int64)
+    n_buckets = (span >> shift) + 1
+    parts = []
+    a = 0
+    while a < n:
+        # a run of intervals whose histograms fit the budget: one parallel walk and one scatter for all of them
+        fits = np.cumsum(n_buckets[a:]) * 4 <= _HIST_BYTES_PER_BAND
+        e = a + max(1, int(np.count_nonzero(fits)))
+        base = np.concatenate([[0], np.cumsum(n_buckets[a:e])])
+        hist = np.zeros((bands, int(base[-1])), np.int32)
+        resume = np.zeros((bands, 3), np.int64)  # per band: next (interval, row, column); interval -1: done
+        resume[:, 0] = a
+        resume[:, 1] = rows[:-1]
+        fill = np.zeros(bands, np.int64)
+        while True:
+            _walk_block(vals, bits, is_log, t_all, t_lo, shift, base - base[0], a, e, state.last_frame,
+                        state.last_log, state.ref_log, state.last_event_s, cpos, cneg, log_eps, float(refractory_s),
+                        scale, rows, resume, keys, lut, hist, scratch.t, scratch.b, scratch.x, scratch.y, scratch.p,
+                        fill)
+            if np.all(resume[:, 0] < 0):
+                break
+            scratch.grow()  # a band ran out of room: it stopped before a pixel and resumes there
+        cursors = _bucket_offsets(hist)
+        coarse = bool(np.any(shift[a:e] > 0))
+        first = cursors[0].copy() if coarse else None  # where each bucket starts
+        out = np.empty(int(fill.sum()), EVENT_DTYPE)
+        _scatter(scratch.t, scratch.b, scratch.x, scratch.y, scratch.p, fill, cursors, out)
+        if coarse and len(out):
+            _sort_buckets(out, first, len(out))
+        parts.append(out)
+        a = e
+    state.last_t_s = float(t_all[-1])
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+# Histogram bytes per band and run of intervals: small enough to stay in cache, large enough that a run holds
+# many intervals (each run is two parallel regions; on a busy machine every region waits for its slowest thread).
+_HIST_BYTES_PER_BAND = 2**20
+
+
+class _Scratch:
+    """Per band of rows, its events of a run of intervals in walk order (interval, row, column, crossing): time
+    t, global time bucket b, x, y, p."""
+
+    def __init__(self, bands: int, cap: int):
+        self.t = np.empty((bands, cap), np.int64)
+        self.b = np.empty((bands, cap), np.int64)
+        self.x = np.empty((bands, cap), np.uint16)
+        self.y = np.empty((bands, cap), np.uint16)
+        self.p = np.empty((bands, cap), np.int8)
+
+    def grow(self) -> None:
+        for name in ("t", "b", "x", "y", "p"):
+            old = getattr(self, name)
+            new = np.empty((old.shape[0], 2 * old.shape[1]), old.dtype)
+            new[:, :old.shape[1]] = old
+            setattr(self, name, new)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -153,137 +272,187 @@ def _log_frame(frame, log_eps, out):
 
 
 @numba.njit(cache=True, inline="always")
-def _row_interval(frame_row, log_row, t_prev, t_cur, i_prev, l_prev, ref, last_ev, cpos, cneg, log_eps, refr,
-                  write, scale, o, y, ev_t, ev_x, ev_y, ev_p):
-    """Advance one row by one frame interval; returns the number of kept events. Without write, computes the
-    log intensity of changed pixels into log_row; with write, reads it from there and fills the event arrays
-    from index o. Updates i_prev, l_prev, ref, last_ev (row views) in place."""
-    w = frame_row.shape[0]
-    dt = t_cur - t_prev
-    k = 0
-    for x in range(w):
-        ic = frame_row[x]
-        # 8-bit sources repeat values: an unchanged pixel has no crossing and needs no log.
-        if ic == i_prev[x]:
-            continue
-        lp = l_prev[x]
-        if write:
-            lc = log_row[x]
-        else:
-            lc = math.log(np.float64(ic) + log_eps)
-            log_row[x] = lc
-        i_prev[x] = ic
-        l_prev[x] = lc
-        if lc == lp:
-            continue
-        r = ref[x]
-        le = last_ev[x]
-        if lc > lp:
-            c = r
-            while True:
-                c += cpos
-                if c > lc:
-                    break
-                if c > lp:
-                    te = t_prev + (c - lp) * dt / (lc - lp)
-                    if te - le >= refr:
-                        le = te
-                        if write:
-                            ev_t[o + k] = np.int64(np.rint(te * scale))
-                            ev_x[o + k] = x
-                            ev_y[o + k] = y
-                            ev_p[o + k] = 1
-                        k += 1
-                r = c
-        else:
-            c = r
-            while True:
-                c -= cneg
-                if c < lc:
-                    break
-                if c < lp:
-                    te = t_prev + (c - lp) * dt / (lc - lp)
-                    if te - le >= refr:
-                        le = te
-                        if write:
-                            ev_t[o + k] = np.int64(np.rint(te * scale))
-                            ev_x[o + k] = x
-                            ev_y[o + k] = y
-                            ev_p[o + k] = -1
-                        k += 1
-                r = c
-        ref[x] = r
-        last_ev[x] = le
-    return k
-
-
-@numba.njit(parallel=True, cache=True)
-def _count_pass(frames, log_buf, t_s, t0, last_frame, last_log, ref_log, last_event_s, cpos, cneg, log_eps,
-                refr, counts):
-    n, h, w = frames.shape
-    dummy_i = np.empty(0, np.int64)
-    dummy_u = np.empty(0, np.uint16)
-    dummy_p = np.empty(0, np.int8)
-    for y in numba.prange(h):
-        i_prev = last_frame[y].copy()
-        l_prev = last_log[y].copy()
-        ref = ref_log[y].copy()
-        last_ev = last_event_s[y].copy()
-        t_prev = t0
-        for k in range(n):
-            counts[k, y] = _row_interval(frames[k, y], log_buf[k, y], t_prev, t_s[k], i_prev, l_prev, ref, last_ev, cpos, cneg,
-                                         log_eps, refr, False, 0.0, 0, y, dummy_i, dummy_u, dummy_u, dummy_p)
-            t_prev = t_s[k]
-
-
-@numba.njit(parallel=True, cache=True)
-def _fill_pass(frames, log_buf, t_s, t0, last_frame, last_log, ref_log, last_event_s, cpos, cneg, log_eps,
-               refr, scale, offsets, ev_t, ev_x, ev_y, ev_p):
-    n, h, w = frames.shape
-    for y in numba.prange(h):
-        t_prev = t0
-        for k in range(n):
-            _row_interval(frames[k, y], log_buf[k, y], t_prev, t_s[k], last_frame[y], last_log[y], ref_log[y], last_event_s[y],
-                          cpos, cneg, log_eps, refr, True, scale, offsets[k * h + y], y, ev_t, ev_x, ev_y, ev_p)
-            t_prev = t_s[k]
-
-
-@numba.njit(parallel=True, cache=True)
-def _sort_intervals(starts, ev_t, ev_x, ev_y, ev_p, out):
-    """Stable sort by t of each interval [starts[k], starts[k+1]) into the structured `out`. Counting sort
-    when the interval's time span is small against its event count (us timestamps), merge sort otherwise."""
-    for k in numba.prange(starts.shape[0] - 1):
-        s = starts[k]
-        e = starts[k + 1]
-        m = e - s
-        if m == 0:
-            continue
-        tmin = ev_t[s]
-        tmax = ev_t[s]
-        for i in range(s, e):
-            tmin = min(tmin, ev_t[i])
-            tmax = max(tmax, ev_t[i])
-        span = tmax - tmin + 1
-        if span <= 4 * m + 65536:
-            pos = np.zeros(span + 1, np.int64)
-            for i in range(s, e):
-                pos[ev_t[i] - tmin + 1] += 1
-            for j in range(span):
-                pos[j + 1] += pos[j]
-            for i in range(s, e):
-                b = ev_t[i] - tmin
-                j = s + pos[b]
-                pos[b] += 1
-                _put(out, j, ev_t, ev_x, ev_y, ev_p, i)
-        else:
-            order = np.argsort(ev_t[s:e], kind="mergesort")
-            for j in range(m):
-                _put(out, s + j, ev_t, ev_x, ev_y, ev_p, s + order[j])
+def _cached_log(v, bits, log_eps, keys, vals):
+    """log(v + log_eps) (float64, exact: the same bits as math.log) through a small direct-mapped cache keyed
+    by the float32 bits of v. 8-bit sources have a few hundred distinct values, so nearly every lookup hits;
+    continuous inputs pay one hash and a compare per miss. Unused slots hold NaN bits with a NaN value, which
+    is also what a NaN input gives."""
+    slot = ((np.uint64(bits) * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)) >> np.uint64(32 - _LUT_BITS)
+    if keys[slot] == bits:
+        return vals[slot]
+    lv = math.log(np.float64(v) + log_eps)
+    keys[slot] = bits
+    vals[slot] = lv
+    return lv
 
 
 @numba.njit(cache=True, inline="always")
-def _put(out, j, ev_t, ev_x, ev_y, ev_p, i):
-    out[j].t = ev_t[i]
-    out[j].x = ev_x[i]
-    out[j].y = ev_y[i]
-    out[j].p = ev_p[i]
+def _walk(lp, lc, t_prev, dt, r, le, cpos, cneg, refr, scale, t_lo, shift, hb, hist, x, y, sc_t, sc_b, sc_x, sc_y,
+          sc_p, f):
+    """The crossings of one pixel over one interval where L goes linearly from lp to lc (lp != lc), from
+    reference r and last kept event time le: kept events go to the scratch from index f and are counted in
+    hist[hb + bucket]. Returns (events kept, new reference, new last event time), or (-1, r, le) with nothing
+    counted when the scratch is full.
+
+    One loop for both directions: s = +1 walks the levels r + C_on, r + 2 C_on ... up, s = -1 walks
+    r - C_off ... down; s * (c - l) > 0 is exactly c > l (s = 1) or c < l (s = -1) in IEEE arithmetic, so the
+    events and their order are those of two mirrored loops."""
+    if lc > lp:
+        s = 1.0
+        step = cpos
+        pol = 1
+    else:
+        s = -1.0
+        step = -cneg
+        pol = -1
+    c = r + step
+    if s * (c - lc) > 0:  # most changed pixels reach no level: no division, no loop
+        return 0, r, le
+    slope = dt / (lc - lp)
+    cap = sc_t.shape[0]
+    k = 0
+    r_out = r
+    while True:
+        if s * (c - lp) > 0:
+            te = t_prev + (c - lp) * slope
+            if te - le >= refr:
+                if f + k >= cap:
+                    for i in range(f, f + k):
+                        hist[sc_b[i]] -= 1
+                    return -1, r, le
+                le = te
+                ti = np.int64(np.rint(te * scale))
+                b = hb + ((ti - t_lo) >> shift)
+                sc_t[f + k] = ti
+                sc_b[f + k] = b
+                sc_x[f + k] = x
+                sc_y[f + k] = y
+                sc_p[f + k] = pol
+                hist[b] += 1
+                k += 1
+        r_out = c
+        c += step
+        if s * (c - lc) > 0:
+            break
+    return k, r_out, le
+
+
+@numba.njit(parallel=True, cache=True)
+def _walk_block(vals, bits, is_log, t_all, t_lo, shift, base, k0, k1, last_frame, last_log, ref_log, last_event_s,
+                cpos, cneg, log_eps, refr, scale, rows, resume, keys, lut, hist, sc_t, sc_b, sc_x, sc_y, sc_p, fill):
+    """Walk every pixel of intervals k0..k1-1 once, band by band of rows (parallel; a band's pixels depend on no
+    other band): events into the band's scratch in walk order, their time buckets (interval k's start at
+    base[k - k0]) counted in hist[band], the state advanced. A band whose scratch fills up stops before the
+    pixel that did not fit, state untouched there, and records (interval, row, column) in resume[band];
+    resume[band, 0] is -1 when the band is done."""
+    n, h, w = vals.shape
+    per_pixel = cpos.shape[0] > 1
+    for band in numba.prange(rows.shape[0] - 1):
+        if resume[band, 0] < 0:
+            continue
+        f = fill[band]
+        band_hist = hist[band]
+        bt, bb, bx, by, bp = sc_t[band], sc_b[band], sc_x[band], sc_y[band], sc_p[band]
+        bkeys, blut = keys[band], lut[band]
+        stopped = False
+        for k in range(resume[band, 0], k1):
+            t_prev = t_all[k]
+            dt = t_all[k + 1] - t_prev
+            tl = t_lo[k]
+            sh = shift[k]
+            hb = base[k - k0]
+            y0 = resume[band, 1] if k == resume[band, 0] else rows[band]
+            for y in range(y0, rows[band + 1]):
+                x0 = resume[band, 2] if (k == resume[band, 0] and y == y0) else 0
+                for x in range(x0, w):
+                    if is_log:
+                        lc = np.float64(vals[k, y, x])
+                    else:
+                        ic = vals[k, y, x]
+                        # 8-bit sources repeat values: an unchanged pixel has no crossing and needs no log
+                        if ic == last_frame[y, x]:
+                            continue
+                        lc = _cached_log(ic, bits[k, y, x], log_eps, bkeys, blut)
+                    lp = last_log[y, x]
+                    if lc != lp:
+                        py = y if per_pixel else 0
+                        px = x if per_pixel else 0
+                        r0 = ref_log[y, x]
+                        # without a refractory period the last event time is never needed: skip its traffic
+                        le0 = last_event_s[y, x] if refr > 0 else -np.inf
+                        n_ev, r, le = _walk(lp, lc, t_prev, dt, r0, le0, cpos[py, px], cneg[py, px], refr, scale,
+                                            tl, sh, hb, band_hist, x, y, bt, bb, bx, by, bp, f)
+                        if n_ev < 0:
+                            resume[band, 0] = k
+                            resume[band, 1] = y
+                            resume[band, 2] = x
+                            stopped = True
+                            break
+                        f += n_ev
+                        if r != r0:
+                            ref_log[y, x] = r
+                        if n_ev > 0 and refr > 0:
+                            last_event_s[y, x] = le
+                    last_log[y, x] = lc
+                    if not is_log:
+                        last_frame[y, x] = ic
+                if stopped:
+                    break
+            if stopped:
+                break
+        fill[band] = f
+        if not stopped:
+            resume[band, 0] = -1
+
+
+@numba.njit(parallel=True, cache=True)
+def _scatter(sc_t, sc_b, sc_x, sc_y, sc_p, fill, cursors, out):
+    """Move each band's events to their sorted places: out[cursors[band, bucket]] (from _bucket_offsets)."""
+    for band in numba.prange(fill.shape[0]):
+        cursor = cursors[band]
+        t = sc_t[band]
+        bs = sc_b[band]
+        xs = sc_x[band]
+        ys = sc_y[band]
+        ps = sc_p[band]
+        for i in range(fill[band]):
+            j = cursor[bs[i]]
+            cursor[bs[i]] = j + 1
+            out[j].t = t[i]
+            out[j].x = xs[i]
+            out[j].y = ys[i]
+            out[j].p = ps[i]
+
+
+@numba.njit(cache=True)
+def _bucket_offsets(hist):
+    """Exclusive prefix sum of hist (bands, buckets) in bucket-major, band-minor order: where each band's events
+    of each bucket start in the output."""
+    bands, nb = hist.shape
+    starts = np.empty((bands, nb), np.int64)
+    acc = 0
+    for b in range(nb):
+        for band in range(bands):
+            starts[band, b] = acc
+            acc += hist[band, b]
+    return starts
+
+
+@numba.njit(cache=True)
+def _sort_buckets(out, starts, end):
+    """Stable sort by t within each coarse bucket [starts[b], starts[b + 1]) (the last one ends at end)."""
+    nb = starts.shape[0]
+    for b in range(nb):
+        a = starts[b]
+        e = starts[b + 1] if b + 1 < nb else end
+        ordered = True
+        for i in range(a + 1, e):
+            if out[i].t < out[i - 1].t:
+                ordered = False
+                break
+        if ordered:
+            continue
+        order = np.argsort(out.t[a:e], kind="mergesort")
+        tmp = out[a:e].copy()
+        for i in range(e - a):
+            out[a + i] = tmp[order[i]]

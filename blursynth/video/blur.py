@@ -1,32 +1,48 @@
 """Blur from video: integrate flow-interpolated latent frames over a simulated exposure.
 
-Timeline, in units of the input frame interval (1 / fps seconds): real frame j sits at time j. The exposure of
-output frame j is the window [j - d/2, j + d/2] for duty cycle d in (0, 1]: a length of d / fps seconds centred
-on frame j, made of the last d/2 of the interval (j - 1, j) and the first d/2 of (j, j + 1); with d = 1 it
-reaches the midpoints between frame j and its neighbours, so consecutive exposures tile the timeline.
+Timeline, in units of the input frame interval (1 / fps_in seconds): real frame k sits at time k. Output frame j
+(at j / fps_out seconds) is centred at c_j = j s, s = fps_in / fps_out the input intervals per output frame
+(`step`), and its exposure is the window [c_j - L/2, c_j + L/2], L = d s for duty cycle d in (0, 1]: d / fps_out
+seconds. With s = 1 and d = 1 the window reaches the midpoints between frame j and its neighbours, so
+consecutive exposures tile the timeline; with s = 5, d = 0.8 (120 fps in, 24 out) it spans 4 input intervals
+around every fifth real frame, as REDS did.
 
-The window is sampled at 2K + 1 equally spaced times j + (d/2)(k/K), k = -K..K, endpoints included, and
-the blurred frame is the unweighted mean of the latent frames there (the sample at k = 0 is real frame j). With
-M latent steps per frame interval, K = ceil(d M / 2), so consecutive samples are at most 1/M interval apart:
-with M from `interpolate.latent_count`, at most about one pixel of motion. For a translation of v px/frame
-the blur is exactly the real frame filtered with 2K + 1 taps of weight 1 / (2K + 1) spaced v d / (2K) px
-apart along the motion, the discrete line kernel of length v d.
+The window is sampled at 2K + 1 equally spaced times c_j + (L/2)(k/K), k = -K..K, endpoints included, and the
+blurred frame is the unweighted mean of the latent frames there. With M latent steps per input interval,
+K = ceil(L M / 2), so consecutive samples are at most 1/M interval apart: with M from
+`interpolate.latent_count`, at most about one pixel of motion. A sample that falls on a real frame is that
+frame; any other is the flow-interpolated latent frame of the interval it falls in. For a translation of
+v px per input frame the blur is exactly the real frame filtered with 2K + 1 taps of weight 1 / (2K + 1) spaced
+v L / (2K) px apart along the motion, the discrete line kernel of length v L.
 
-sharp = real frame j. Both come out in linear light; the caller applies the camera (`camera.apply_camera`).
-Output frames exist for j = 1 .. N - 2: the first and last real frames lack a neighbour on one side. A window
-touching a scene cut (an interval where few pixels pass the flow's forward-backward check) is not averaged
-across the cut: it comes out with `skip` set and no blur, for the caller to count.
+sharp = the latent frame at the window centre c_j: the real frame itself when c_j is a whole number (always
+when fps_out divides fps_in, e.g. the default fps_out = fps_in), otherwise the flow-interpolated frame at c_j
+between its two real neighbours, computed exactly like the blur's samples (so blur and sharp stay aligned,
+and a static clip still gives blur == sharp).
+
+Both come out in linear light; the caller applies the camera (`camera.apply_camera`). Output frames exist for
+every j >= 1 whose window lies inside [0, N - 1] (N real frames; frame j = 0 would need time before the first
+frame). A window touching a scene cut (an interval where few pixels pass the flow's forward-backward check)
+is not averaged across the cut: it comes out with `skip` set and no blur, for the caller to count.
+
+An optional camera shake adds a homography path H(t) over the normalized exposure t in [0, 1] (the engine's
+`motion.Motion`, recentred so H(0.5) is the identity): the sample at window position k is the latent frame
+warped by H(t_k), t_k = (k + K) / (2K), i.e. it is read at H(t_k)^-1 p. sharp, at t = 0.5, is not warped.
 
 The latent frames are never materialized: a numba kernel warps, blends and accumulates each sample straight
-into the sum (`interpolate.latent_frame` is its readable reference, compared in tests/test_video.py).
+into the sum (`interpolate.latent_frame` is its readable reference, compared in tests/test_video.py). Real
+frames and flows are decoded and computed on demand and dropped once behind the window, so memory does not
+grow with the clip's length; intervals that no window touches (the gaps between short exposures) get no flow.
 """
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 
+import cv2
 import numba
 import numpy as np
 
@@ -37,6 +53,7 @@ from .interpolate import latent_count, linear_lut, max_displacement, visibility
 log = logging.getLogger(__name__)
 
 _MIN_WEIGHT = 1e-6  # same fallback as interpolate.latent_frame
+_EPS = 1e-9  # times closer than this to a whole number are that real frame
 
 
 @dataclass
@@ -45,7 +62,8 @@ class Interval:
 
     Attributes:
         f01, f10: float32 (H, W, 2) forward and backward flow in pixels.
-        v0, v1: float32 (H, W) visibility of frame0 in frame1 and of frame1 in frame0 (0 or 1).
+        v0, v1: float32 (H, W) visibility of frame0 in frame1 and of frame1 in frame0 (0 or 1; in between near
+            edges when the flow was computed at reduced resolution and upsampled).
         max_disp_px: the largest displacement over the interval (99.9th percentile of |flow| over the visible
             pixels), pixels.
         visible_fraction: mean of v0 and v1, the share of pixels whose flow passes the consistency check.
@@ -64,13 +82,17 @@ class VideoExposure:
     """One output frame of the video path, in linear light.
 
     Attributes:
-        index: source frame index j (the window centre; sharp is this real frame).
+        index: output frame j (with the default step 1: the source frame at the window centre).
         blur: float32 (H, W, 3) linear mean of the latent frames over the exposure window; None when skipped.
-        sharp: float32 (H, W, 3) linear real frame j.
-        latent: M, latent steps per frame interval used for this window.
-        samples: 2K + 1, number of time samples averaged.
-        max_disp_px: largest displacement over the two intervals around frame j, pixels per frame.
-        skip: why this window was not integrated (a scene cut inside it), or None.
+        sharp: float32 (H, W, 3) linear latent frame at the window centre (a real frame when the centre is one).
+        latent: M, latent steps per input frame interval used for this window (0 when skipped before it).
+        samples: 2K + 1, number of time samples averaged (0 when skipped).
+        max_disp_px: largest displacement over the intervals the window touches, pixels per input frame.
+        skip: why this window was not integrated (a scene cut inside it, or the caller's `accept`), or None.
+        center: c_j, the window centre in input frame units (real frame k at k).
+        span: (start, end) of the exposure window in input frame units.
+        shake: parameters of the added camera shake (from the `shake` callable), or None.
+        flow: with keep_flow, float32 (H, W, 2) forward flow of the interval holding the centre; else None.
     """
 
     index: int
@@ -80,17 +102,29 @@ class VideoExposure:
     samples: int
     max_disp_px: float
     skip: str | None = None
+    center: float = 0.0
+    span: tuple[float, float] = (0.0, 0.0)
+    shake: dict | None = None
+    flow: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def source_frames(self) -> tuple[int, int]:
+        """First and last real frame whose content enters the window (inclusive)."""
+        return _floor(self.span[0]), _ceil(self.span[1])
 
 
 def blur_frames(frames: Iterable[np.ndarray], duty_cycle: float = 1.0, latent: int | str = "auto",
                 response: Response = Response(), preset: str = "medium", flow_method: str = "dis",
-                max_step_px: float = 1.0, cap: int = 64, min_visible: float = 0.2) -> Iterator[VideoExposure]:
-    """Stream blurred/sharp pairs from a stream of real frames (three frames held in memory at a time).
+                max_step_px: float = 1.0, cap: int = 64, min_visible: float = 0.2, step: float = 1.0,
+                flow_scale: float = 1.0, shake: Callable | None = None, accept: Callable | None = None,
+                keep_flow: bool = False, timings=None, on_span: Callable | None = None) -> Iterator[VideoExposure]:
+    """Stream blurred/sharp pairs from a stream of real frames (only the frames and flows of the current
+    window are held in memory).
 
     Args:
         frames: iterable of uint8 (H, W, 3) encoded RGB frames at a constant frame rate (e.g. `read_frames`).
-        duty_cycle: d in (0, 1], exposure time as a fraction of the frame interval.
-        latent: M latent steps per interval, or "auto" (from the flow, `latent_count`, per window).
+        duty_cycle: d in (0, 1], exposure time as a fraction of the output frame interval.
+        latent: M latent steps per input interval, or "auto" (from the flow, `latent_count`, per window).
         response: how the frames are linearized (Response("gamma", 1.0) averages the encoded values, as
             GoPro's `blur`; Response("gamma", 2.2) as its `blur_gamma`).
         preset, flow_method: see `flow.flow_pair`.
@@ -99,53 +133,231 @@ def blur_frames(frames: Iterable[np.ndarray], duty_cycle: float = 1.0, latent: i
             scene cut (or a flow failure); windows touching it are yielded with `skip` set and no blur rather
             than averaged across the cut. Measured on bikes.mp4: consecutive frames 0.5-0.94, cuts to an
             unrelated image 0.01-0.03.
+        step: s = fps_in / fps_out > 0, input frame intervals per output frame (1: the input's frame rate).
+        flow_scale: in (0, 1], compute flows (and visibility) at this fraction of the resolution and upsample
+            them (see `interval`).
+        shake: optional callable j -> (Motion or None, dict of parameters): an extra camera shake for output
+            frame j over the normalized exposure, identity at t = 0.5 (see the module docstring).
+        accept: optional callable (j, sharp linear float32 (H, W, 3)) -> reason or None, called before the
+            blur is integrated; a reason skips the window (quality filters that look at sharp alone).
+        keep_flow: attach the forward flow around each centre (for drawing a flow video).
+        timings: optional object with a `stage(name)` context manager (`generate.Timings`): seconds spent in
+            "decode", "flow" and "blur".
+        on_span: optional callable (j, start, lo, hi, latent_at) called for every output frame j before it is
+            yielded, while the frames it needs are held: start is the end of frame j - 1's exposure (lo for the
+            first frame), [lo, hi] frame j's exposure (input frame units), and latent_at(t) gives the linear
+            float32 (H, W, 3) latent frame at any t in [start, hi]. For simulating events over the exposures
+            and the gaps between them.
     Returns:
-        an iterator of VideoExposure for source frames 1 .. N - 2; arguments are checked now, the frames are
-        read lazily (ValueError on first use when fewer than 3 arrive).
+        an iterator of VideoExposure for output frames 1, 2, ... while their windows fit the clip; arguments
+        are checked now, the frames are read lazily (ValueError on first use when fewer than 3 arrive).
     """
     _check(duty_cycle, latent)
     if not max_step_px > 0 or cap < 1:
         raise ValueError(f"max_step_px must be > 0 and cap >= 1, got {max_step_px}, {cap}")
     if not 0.0 <= min_visible <= 1.0:
         raise ValueError(f"min_visible must be in [0, 1], got {min_visible}")
-    return _blur_frames(iter(frames), duty_cycle, latent, response, preset, flow_method, max_step_px, cap,
-                        min_visible)
+    if not (math.isfinite(step) and step > 0):
+        raise ValueError(f"step (fps_in / fps_out) must be > 0, got {step}")
+    if not 0.0 < flow_scale <= 1.0:
+        raise ValueError(f"flow_scale must be in (0, 1], got {flow_scale}")
+    timeline = Timeline(iter(frames), linear_lut(response), preset, flow_method, flow_scale, timings)
+    return _blur_frames(timeline, duty_cycle, latent, max_step_px, cap, min_visible, step, shake, accept, keep_flow,
+                        timings, on_span)
 
 
-def _blur_frames(it, duty_cycle, latent, response, preset, flow_method, max_step_px, cap, min_visible):
-    prev = next(it, None)
-    cur = next(it, None)
-    if prev is None or cur is None:
+def _blur_frames(tl, duty_cycle, latent, max_step_px, cap, min_visible, step, shake, accept, keep_flow, timings,
+                 on_span=None):
+    if not tl.ensure(2):
         raise ValueError("blur needs at least 3 frames")
-    lut = linear_lut(response)
-    lin_prev, lin_cur = lut[prev], lut[cur]
-    iv_prev = interval(prev, cur, preset, flow_method)
+    half = duty_cycle * step / 2
     j = 1
-    for nxt in it:
-        lin_next = lut[nxt]
-        iv_next = interval(cur, nxt, preset, flow_method)
-        disp = max(iv_prev.max_disp_px, iv_next.max_disp_px)
-        cut = [(k, iv) for k, iv in ((j - 1, iv_prev), (j, iv_next)) if iv.visible_fraction < min_visible]
+    prev_hi = None
+    while True:
+        center = _snap(j * step)
+        lo, hi = _snap(center - half), _snap(center + half)
+        if not tl.ensure(_ceil(hi)):
+            break
+        if on_span is not None:
+            on_span(j, lo if prev_hi is None else prev_hi, lo, hi, lambda t: _latent_at(tl, _snap(t)))
+        prev_hi = hi
+        tl.drop_before(_floor(lo))
+        used = list(range(_floor(lo), _ceil(hi)))
+        ivs = {i: tl.interval(i) for i in used}
+        disp = max((iv.max_disp_px for iv in ivs.values()), default=0.0)
+        sharp = _latent_at(tl, center)
+        flow = None
+        if keep_flow:
+            k = min(_floor(center), tl.last - 1)
+            flow = tl.interval(k).f01
+        base = dict(center=center, span=(lo, hi), flow=flow)
+        cut = [(i, iv) for i, iv in ivs.items() if iv.visible_fraction < min_visible]
+        reason = None
         if cut:
-            k, iv = cut[0]
-            reason = f"scene cut between frames {k} and {k + 1} ({iv.visible_fraction:.0%} of pixels flow-consistent)"
-            log.info("frame %d skipped: %s", j, reason)
-            yield VideoExposure(j, None, lin_cur, 0, 0, disp, reason)
+            i, iv = cut[0]
+            reason = f"scene cut between frames {i} and {i + 1} ({iv.visible_fraction:.0%} of pixels flow-consistent)"
+        elif accept is not None:
+            reason = accept(j, sharp)
+        if reason is not None:
+            log.info("output frame %d skipped: %s", j, reason)
+            yield VideoExposure(j, None, sharp, 0, 0, disp, reason, **base)
         else:
             m = latent if latent != "auto" else latent_count(
-                ((iv_prev.f01, iv_prev.v0), (iv_prev.f10, iv_prev.v1), (iv_next.f01, iv_next.v0),
-                 (iv_next.f10, iv_next.v1)), max_step_px, cap)
-            blur, samples = blur_window(lin_prev, lin_cur, lin_next, iv_prev, iv_next, duty_cycle, m)
-            yield VideoExposure(j, blur, lin_cur, m, samples, disp)
-        prev, cur, lin_prev, lin_cur, iv_prev = cur, nxt, lin_cur, lin_next, iv_next
+                [pair for iv in ivs.values() for pair in ((iv.f01, iv.v0), (iv.f10, iv.v1))], max_step_px, cap)
+            motion, params = shake(j) if shake is not None else (None, None)
+            with _stage(timings, "blur"):
+                blur, samples = _integrate(tl, center, half, m, motion)
+            yield VideoExposure(j, blur, sharp, m, samples, disp, None, shake=params, **base)
         j += 1
     if j == 1:
-        raise ValueError("blur needs at least 3 frames")
+        raise ValueError(f"blur needs at least 3 frames and a window that fits the clip (step {step})")
 
 
-def interval(frame0: np.ndarray, frame1: np.ndarray, preset: str = "medium", method: str = "dis") -> Interval:
-    """Flows and visibilities between two uint8 (H, W, 3) RGB frames (see `Interval`)."""
-    f01, f10 = flow_pair(frame0, frame1, preset, method)
+def window_times(center: float, half: float, latent: int) -> np.ndarray:
+    """float64 (2K + 1,) sample times c + half (k / K), k = -K..K, K = max(1, ceil(2 half latent / 2)), in
+    input frame units; times within 1e-9 of a whole number are snapped to it (they are that real frame)."""
+    k = max(1, math.ceil(half * latent - 1e-9))
+    return np.array([_snap(center + half * i / k) for i in range(-k, k + 1)])
+
+
+def _integrate(tl: "Timeline", center: float, half: float, m: int, motion) -> tuple[np.ndarray, int]:
+    """Mean of the latent frames at `window_times`, optionally warped by the shake `motion`."""
+    times = window_times(center, half, m)
+    n = len(times)
+    acc = np.zeros(tl.linear(_floor(center)).shape, np.float32)
+    groups: dict[int, list] = {}
+    hinv = None
+    if motion is not None:
+        hinv = np.linalg.inv(motion.at(np.linspace(0.0, 1.0, n))).astype(np.float64)
+    for s, t in enumerate(times):
+        i = _floor(t)
+        tau = t - i
+        if tau == 0.0 and hinv is None:
+            acc += tl.linear(i)
+            continue
+        if tau == 0.0 and i + 1 > tl.last:  # no frame after it read: the end of the interval before it
+            i, tau = i - 1, 1.0
+        groups.setdefault(i, []).append((tau, s))
+    for i, items in groups.items():
+        iv = tl.interval(i)
+        taus = np.array([tau for tau, _ in items], np.float64)
+        if hinv is None:
+            _accumulate(tl.linear(i), tl.linear(i + 1), iv.f01, iv.f10, iv.v0[..., None], iv.v1[..., None], taus, acc)
+        else:
+            _accumulate_warped(tl.linear(i), tl.linear(i + 1), iv.f01, iv.f10, iv.v0[..., None], iv.v1[..., None],
+                               taus, np.ascontiguousarray(hinv[[s for _, s in items]]), acc)
+    acc *= np.float32(1.0 / n)
+    return acc, n
+
+
+def _latent_at(tl: "Timeline", t: float) -> np.ndarray:
+    """Linear frame at time t: the real frame when t is whole, else the interpolated one (fused kernel)."""
+    i = _floor(t)
+    tau = t - i
+    if tau == 0.0:
+        return tl.linear(i)
+    iv = tl.interval(i)
+    out = np.zeros(tl.linear(i).shape, np.float32)
+    _accumulate(tl.linear(i), tl.linear(i + 1), iv.f01, iv.f10, iv.v0[..., None], iv.v1[..., None],
+                np.array([tau]), out)
+    return out
+
+
+class Timeline:
+    """Real frames, their linear versions and the intervals between them, made on demand from a frame iterator
+    and dropped once behind the current window.
+
+    Attributes:
+        last: index of the last real frame read so far (-1 before any).
+    """
+
+    def __init__(self, it: Iterator[np.ndarray], lut: np.ndarray, preset: str, method: str, scale: float,
+                 timings=None):
+        self._it = it
+        self._lut = lut
+        self._preset, self._method, self._scale = preset, method, scale
+        self._timings = timings
+        self._frames: dict[int, np.ndarray] = {}
+        self._linear: dict[int, np.ndarray] = {}
+        self._intervals: dict[int, Interval] = {}
+        self.last = -1
+        self._ended = False
+
+    def ensure(self, k: int) -> bool:
+        """Read frames up to index k; False when the clip ends before it."""
+        while self.last < k and not self._ended:
+            with _stage(self._timings, "decode"):
+                frame = next(self._it, None)
+            if frame is None:
+                self._ended = True
+                break
+            self.last += 1
+            self._frames[self.last] = frame
+        return self.last >= k
+
+    def frame(self, k: int) -> np.ndarray:
+        """uint8 (H, W, 3) encoded real frame k."""
+        return self._frames[k]
+
+    def linear(self, k: int) -> np.ndarray:
+        """float32 (H, W, 3) linear real frame k (read-only view of a cached array)."""
+        if k not in self._linear:
+            with _stage(self._timings, "decode"):
+                self._linear[k] = self._lut[self._frames[k]]
+        return self._linear[k]
+
+    def interval(self, i: int) -> Interval:
+        """The `Interval` between real frames i and i + 1."""
+        if i not in self._intervals:
+            with _stage(self._timings, "flow"):
+                self._intervals[i] = interval(self._frames[i], self._frames[i + 1], self._preset, self._method,
+                                              self._scale)
+        return self._intervals[i]
+
+    def drop_before(self, k: int) -> None:
+        """Forget frames and intervals before real frame k."""
+        for cache in (self._frames, self._linear, self._intervals):
+            for old in [i for i in cache if i < k]:
+                del cache[old]
+
+
+def _stage(timings, name):
+    return timings.stage(name) if timings is not None else nullcontext()
+
+
+def _snap(t: float) -> float:
+    r = round(t)
+    return float(r) if abs(t - r) < _EPS else float(t)
+
+
+def _floor(t: float) -> int:
+    return int(math.floor(t + _EPS))
+
+
+def _ceil(t: float) -> int:
+    return int(math.ceil(t - _EPS))
+
+
+def interval(frame0: np.ndarray, frame1: np.ndarray, preset: str = "medium", method: str = "dis",
+             scale: float = 1.0) -> Interval:
+    """Flows and visibilities between two uint8 (H, W, 3) RGB frames (see `Interval`).
+
+    scale < 1 computes the flows and the forward-backward check on frames resized by that factor (in the
+    reduced grid's pixels, where the check's tolerance of half a pixel is then a coarser one) and upsamples
+    both bilinearly; the vectors are rescaled to full-resolution pixels.
+    """
+    h, w = frame0.shape[:2]
+    f01, f10 = flow_pair(frame0, frame1, preset, method, scale=scale, full_size=False)
+    if f01.shape[:2] != (h, w):
+        # the check runs in the reduced grid's own units, then everything goes back to full size
+        sx, sy = f01.shape[1] / w, f01.shape[0] / h
+        small01, small10 = f01 * np.float32([sx, sy]), f10 * np.float32([sx, sy])
+        v0, v1 = visibility(small01, small10)
+        disp = max(max_displacement(f01, visible=v0), max_displacement(f10, visible=v1))
+        frac = float(v0.mean() + v1.mean()) / 2
+        f01, f10 = (cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in (f01, f10))
+        v0, v1 = (cv2.resize(v, (w, h), interpolation=cv2.INTER_LINEAR) for v in (v0, v1))
+        return Interval(f01, f10, v0, v1, disp, frac)
     v0, v1 = visibility(f01, f10)
     return Interval(f01, f10, v0, v1, max(max_displacement(f01, visible=v0), max_displacement(f10, visible=v1)),
                     float(v0.mean() + v1.mean()) / 2)
@@ -220,6 +432,52 @@ def _accumulate(lin0, lin1, f01, f10, v0, v1, taus, out):
                     h, w, np.float32(x) + (a * ax01 + b * ax10), np.float32(y) + (a * ay01 + b * ay10))
                 j00, j01, j10, j11, m00, m01, m10, m11 = _footprint(
                     h, w, np.float32(x) + (c2 * ax01 + a * ax10), np.float32(y) + (c2 * ay01 + a * ay10))
+                w0 = (np.float32(1) - t) * _gather(v0, i00, i01, i10, i11, k00, k01, k10, k11, 0)
+                w1 = t * _gather(v1, j00, j01, j10, j11, m00, m01, m10, m11, 0)
+                if w0 + w1 < _MIN_WEIGHT:
+                    w0 = np.float32(1) - t
+                    w1 = t
+                norm = np.float32(1) / (w0 + w1)
+                w0 *= norm
+                w1 *= norm
+                r += w0 * _gather(lin0, i00, i01, i10, i11, k00, k01, k10, k11, 0) + w1 * _gather(
+                    lin1, j00, j01, j10, j11, m00, m01, m10, m11, 0)
+                g += w0 * _gather(lin0, i00, i01, i10, i11, k00, k01, k10, k11, 1) + w1 * _gather(
+                    lin1, j00, j01, j10, j11, m00, m01, m10, m11, 1)
+                bl += w0 * _gather(lin0, i00, i01, i10, i11, k00, k01, k10, k11, 2) + w1 * _gather(
+                    lin1, j00, j01, j10, j11, m00, m01, m10, m11, 2)
+            out[y, x, 0] += r
+            out[y, x, 1] += g
+            out[y, x, 2] += bl
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _accumulate_warped(lin0, lin1, f01, f10, v0, v1, taus, hinv, out):
+    # as _accumulate, but sample i is the latent frame read at hinv[i] @ (x, y, 1): the frame warped by the
+    # shake homography H = hinv[i]^-1. The flows at that non-integer point are bilinear samples of the fields.
+    h, w = out.shape[0], out.shape[1]
+    for y in numba.prange(h):
+        for x in range(w):
+            r = np.float32(0)
+            g = np.float32(0)
+            bl = np.float32(0)
+            for i in range(taus.shape[0]):
+                den = hinv[i, 2, 0] * x + hinv[i, 2, 1] * y + hinv[i, 2, 2]
+                qx = np.float32((hinv[i, 0, 0] * x + hinv[i, 0, 1] * y + hinv[i, 0, 2]) / den)
+                qy = np.float32((hinv[i, 1, 0] * x + hinv[i, 1, 1] * y + hinv[i, 1, 2]) / den)
+                q00, q01, q10, q11, l00, l01, l10, l11 = _footprint(h, w, qx, qy)
+                ax01 = _gather(f01, q00, q01, q10, q11, l00, l01, l10, l11, 0)
+                ay01 = _gather(f01, q00, q01, q10, q11, l00, l01, l10, l11, 1)
+                ax10 = _gather(f10, q00, q01, q10, q11, l00, l01, l10, l11, 0)
+                ay10 = _gather(f10, q00, q01, q10, q11, l00, l01, l10, l11, 1)
+                t = np.float32(taus[i])
+                a = -t * (np.float32(1) - t)
+                b = t * t
+                c2 = (np.float32(1) - t) * (np.float32(1) - t)
+                i00, i01, i10, i11, k00, k01, k10, k11 = _footprint(
+                    h, w, qx + (a * ax01 + b * ax10), qy + (a * ay01 + b * ay10))
+                j00, j01, j10, j11, m00, m01, m10, m11 = _footprint(
+                    h, w, qx + (c2 * ax01 + a * ax10), qy + (c2 * ay01 + a * ay10))
                 w0 = (np.float32(1) - t) * _gather(v0, i00, i01, i10, i11, k00, k01, k10, k11, 0)
                 w1 = t * _gather(v1, j00, j01, j10, j11, m00, m01, m10, m11, 0)
                 if w0 + w1 < _MIN_WEIGHT:

@@ -18,20 +18,32 @@ PRESETS = {
 }
 
 
-def flow_pair(frame0: np.ndarray, frame1: np.ndarray, preset: str = "medium",
-              method: str = "dis") -> tuple[np.ndarray, np.ndarray]:
+def flow_pair(frame0: np.ndarray, frame1: np.ndarray, preset: str = "medium", method: str = "dis",
+              scale: float = 1.0, full_size: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Forward and backward flow between two frames.
 
     Args:
         frame0, frame1: uint8 (H, W, 3) RGB or (H, W) gray, same size.
         preset: DIS preset, "ultrafast", "fast" or "medium" (method "dis" only).
         method: "dis" or "farneback".
+        scale: in (0, 1]: compute the flow on frames resized by this factor (INTER_AREA), about 1 / scale^2
+            cheaper; vectors are rescaled to full-resolution pixels.
+        full_size: with scale < 1, upsample the fields back to (H, W) (bilinear); False returns them at the
+            reduced size (in full-resolution pixels all the same).
     Returns:
         (forward, backward): float32 (H, W, 2), (dx, dy) in pixels; forward maps frame0 to frame1.
     """
     if frame0.shape != frame1.shape:
         raise ValueError(f"frames differ in shape: {frame0.shape} vs {frame1.shape}")
+    if not 0.0 < scale <= 1.0:
+        raise ValueError(f"flow scale must be in (0, 1], got {scale}")
     g0, g1 = _gray(frame0), _gray(frame1)
+    if scale < 1.0:
+        h, w = g0.shape
+        small = (max(8, round(w * scale)), max(8, round(h * scale)))
+        f01, f10 = flow_pair(cv2.resize(g0, small, interpolation=cv2.INTER_AREA),
+                             cv2.resize(g1, small, interpolation=cv2.INTER_AREA), preset, method)
+        return upsample_flow(f01, (w, h), full_size), upsample_flow(f10, (w, h), full_size)
     if method == "dis":
         if preset not in PRESETS:
             raise ValueError(f"unknown DIS preset {preset!r} (use one of {sorted(PRESETS)})")
@@ -41,6 +53,20 @@ def flow_pair(frame0: np.ndarray, frame1: np.ndarray, preset: str = "medium",
     if method == "farneback":
         return _farneback(g0, g1), _farneback(g1, g0)
     raise ValueError(f"unknown flow method {method!r} (use one of {METHODS})")
+
+
+def upsample_flow(flow: np.ndarray, size: tuple[int, int], resize: bool = True) -> np.ndarray:
+    """A flow computed on a resized frame, in the pixels of a frame of `size` (width, height).
+
+    Vectors are scaled per axis by the size ratio; with resize the field is also resampled to (height, width)
+    bilinearly (pixel centres aligned, as cv2.resize does). Returns float32 (H, W, 2) or the input's grid.
+    """
+    h, w = flow.shape[:2]
+    sx, sy = size[0] / w, size[1] / h
+    out = cv2.resize(flow, size, interpolation=cv2.INTER_LINEAR) if resize else flow.copy()
+    out[..., 0] *= np.float32(sx)
+    out[..., 1] *= np.float32(sy)
+    return out
 
 
 def flow_to_color(flow: np.ndarray, max_px: float | None = None) -> np.ndarray:

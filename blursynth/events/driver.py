@@ -1,0 +1,238 @@
+"""What `blursynth events` does, without click: read an input (video, folder of frames, generated run), make
+latent frames, simulate, write h5 / npz / GEM npz and a summary (events.json). See events/cli.py."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .formats import write_gem_npz, write_h5, write_npz
+from .frames import downscale, to_gray
+from .noise import NoiseModel
+from .simulate import EVENT_DTYPE, simulate
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+CHUNK_FRAMES = 16
+
+
+class InputError(ValueError):
+    """An input that cannot be simulated; the message names the file and the reason."""
+
+
+@dataclass
+class EventOptions:
+    """Simulator settings from the command line; None keeps the default (or, for a run, the recipe's value)."""
+
+    threshold_pos: float | None = None
+    threshold_neg: float | None = None
+    refractory_s: float | None = None
+    scale: int | None = None
+    noise: str | None = None  # NoiseModel preset name
+    random_reference: bool | None = None
+    seed: int = 0
+
+    def simulate_kwargs(self) -> dict:
+        noise = NoiseModel.preset(self.noise or "ideal")
+        return {"threshold_pos": self.threshold_pos or 0.2, "threshold_neg": self.threshold_neg or 0.2,
+                "refractory_s": self.refractory_s or 0.0, "noise": noise,
+                "random_reference": bool(self.random_reference),
+                "rng": np.random.default_rng(self.seed)}
+
+
+def run_events(input_path: Path, out: Path, fmt: str, opts: EventOptions, latent="auto", timestamps=None,
+               num: int | None = None, progress: bool = True) -> dict:
+    """Simulate INPUT into `out`; returns the summary dict (also written to out/events.json)."""
+    input_path = Path(input_path)
+    if not input_path.exists():
+        raise InputError(f"input not found: {input_path}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if input_path.is_dir() and (input_path / "manifest.json").is_file():
+        summary = _run_dir(input_path, out, fmt, opts, num, progress)
+    else:
+        if fmt == "gem":
+            raise InputError("--format gem writes per-sample npz with blurred frames: it needs a generated run "
+                             "(use h5 or npz for videos and folders)")
+        if input_path.is_dir():
+            frames, n = _folder_frames(input_path, timestamps)
+            kind = "folder"
+        else:
+            frames, n = _video_frames(input_path, latent)
+            kind = "video"
+        summary = _simulate_stream(frames, n, out, fmt, opts, kind, progress)
+    summary["options"] = dataclasses.asdict(opts)
+    (out / "events.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _simulate_stream(frames, n_hint, out, fmt, opts, kind, progress) -> dict:
+    """Simulate a stream of (gray linear frame chunk (k, H, W), times (k,)) and write it as one file."""
+    from tqdm import tqdm
+
+    kw = opts.simulate_kwargs()
+    scale = opts.scale or 1
+    state, parts, n_frames, size = None, [], 0, None
+    with tqdm(total=n_hint, unit="frame", desc="events", disable=not progress, leave=False) as bar:
+        for chunk, t_s in frames:
+            small = downscale(chunk, scale)
+            ev, state = simulate(small, t_s, state=state, **kw)
+            parts.append(ev)
+            n_frames += len(chunk)
+            size = small.shape[1:]
+            bar.update(len(chunk))
+    events = np.concatenate(parts) if parts else np.empty(0, EVENT_DTYPE)
+    path = _write(out / "events", fmt, events, size, scale)
+    return {"kind": kind, "streams": 1, "events": int(len(events)), "frames": n_frames, "files": [path.name],
+            "width": int(size[1]), "height": int(size[0]), "scale": scale}
+
+
+def _write(stem: Path, fmt: str, events, size, scale) -> Path:
+    h, w = size
+    if fmt == "h5":
+        return write_h5(stem.with_suffix(".h5"), events, height=h, width=w, attrs={"scale": int(scale)})
+    return write_npz(stem.with_suffix(".npz"), events, height=h, width=w, scale=scale)
+
+
+def _video_frames(path: Path, latent):
+    """Chunks of gray linear latent frames of a video: each real frame followed by the flow-interpolated frames
+    up to the next one; times in seconds (frame j at j / fps)."""
+    from ..video import interval, latent_count, latent_frame, linearize, read_frames
+
+    try:
+        reader = read_frames(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(f"{path}: {exc}") from exc
+
+    def chunks():
+        prev = next(reader)
+        lin_prev = linearize(prev)
+        yield to_gray(lin_prev)[None], np.array([0.0])
+        j = 0
+        for cur in reader:
+            lin_cur = linearize(cur)
+            iv = interval(prev, cur)
+            m = latent_count([iv.f01, iv.f10]) if latent == "auto" else int(latent)
+            taus = np.arange(1, m + 1) / m
+            gray = np.stack([to_gray(latent_frame(lin_prev, lin_cur, iv.f01, iv.f10, tau, (iv.v0, iv.v1)))
+                             for tau in taus])
+            yield gray, (j + taus) / reader.fps
+            prev, lin_prev = cur, lin_cur
+            j += 1
+
+    return chunks(), reader.reported_count or None
+
+
+def _folder_frames(folder: Path, timestamps):
+    """Chunks of gray linear frames of a folder of images (sorted by name) with their timestamps."""
+    from ..camera import Response
+    from ..sources.base import SourceError
+    from ..sources.io import read_image
+    from ..video import linearize
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(files) < 2:
+        raise InputError(f"{folder}: needs at least 2 image files ({', '.join(sorted(IMAGE_SUFFIXES))}), "
+                         f"found {len(files)}")
+    ts_path = Path(timestamps) if timestamps else folder / "timestamps.txt"
+    if not ts_path.is_file():
+        raise InputError(f"{folder}: no timestamps file (expected {ts_path.name} in the folder, or --timestamps)")
+    try:
+        t_s = np.loadtxt(ts_path, dtype=np.float64, ndmin=1)
+    except ValueError as exc:
+        raise InputError(f"{ts_path}: not one number (seconds) per line: {exc}") from exc
+    if t_s.ndim != 1 or len(t_s) != len(files):
+        raise InputError(f"{ts_path}: {t_s.size} timestamps for {len(files)} frames")
+    if np.any(np.diff(t_s) <= 0):
+        raise InputError(f"{ts_path}: timestamps must be strictly increasing")
+    response = Response()
+
+    def chunks():
+        shape = None
+        for a in range(0, len(files), CHUNK_FRAMES):
+            gray = []
+            for f in files[a:a + CHUNK_FRAMES]:
+                try:
+                    img = read_image(f)
+                except SourceError as exc:
+                    raise InputError(f"{f}: {exc}") from exc
+                if shape is not None and img.shape != shape:
+                    raise InputError(f"{f}: size {img.shape[1]}x{img.shape[0]} differs from the first frame's "
+                                     f"{shape[1]}x{shape[0]}")
+                shape = img.shape
+                gray.append(to_gray(linearize(img, response)))
+            yield np.stack(gray), t_s[a:a + len(gray)]
+
+    return chunks(), len(files)
+
+
+def _run_dir(run: Path, out: Path, fmt: str, opts: EventOptions, num: int | None, progress: bool) -> dict:
+    """Per-sample event files for a generated run, re-derived from its recipe, seed and indices."""
+    from tqdm import tqdm
+
+    from ..generate import Skip, make_scene
+    from ..recipe import RecipeError, recipe_from_dict
+    from ..seeding import stage_rng
+    from ..sources import open_source
+    from ..store.codec import decode_image
+    from ..store.manifest import Manifest
+    from ..store.shard import ShardReader
+    from .exposure import scene_events
+
+    manifest = Manifest.load(run)
+    data = json.loads(json.dumps(manifest.recipe))
+    ev = data.setdefault("events", {})
+    for key, value in (("threshold_pos", opts.threshold_pos), ("threshold_neg", opts.threshold_neg),
+                       ("refractory_s", opts.refractory_s), ("scale", opts.scale),
+                       ("random_reference", opts.random_reference)):
+        if value is not None:
+            ev[key] = value
+    if opts.noise is not None:
+        ev["noise"] = NoiseModel.preset(opts.noise).to_dict()
+    try:
+        recipe = recipe_from_dict(data)
+    except RecipeError as exc:
+        raise InputError(f"{run}: {exc}") from exc
+    spec = manifest.extra.get("source")
+    if not spec:
+        raise InputError(f"{run}/manifest.json records no source; cannot re-derive its scenes")
+    source = open_source(spec, tuple(recipe.size), manifest.extra.get("sam"))
+    todo = [(s.name, i) for s in manifest.shards for i in s.indices]
+    todo = sorted(todo, key=lambda t: t[1])[:num]
+    total, n_frames, files, skipped = 0, 0, [], []
+    readers = {}
+    with tqdm(total=len(todo), unit="sample", desc="events", disable=not progress, leave=False) as bar:
+        for shard, index in todo:
+            made = make_scene(recipe, source, manifest.seed, index)
+            if isinstance(made, Skip):
+                skipped.append(made.to_dict())
+                bar.update(1)
+                continue
+            events, meta = scene_events(made[2], recipe.events, stage_rng(manifest.seed, index, "events"))
+            stem = out / f"{index:08d}"
+            if fmt == "gem":
+                reader = readers.setdefault(shard, ShardReader(run / shard))
+                blur = decode_image(reader.get(index, "blur"), manifest.codec)
+                sharp = decode_image(reader.get(index, "sharp"), manifest.codec)
+                t_ref = int(round(recipe.render.reference_time * meta["exposure_us"][1]))
+                path = write_gem_npz(stem.with_suffix(".npz"), blur1=blur.transpose(2, 0, 1),
+                                     exp_start1=meta["exposure_us"][0], exp_end1=meta["exposure_us"][1],
+                                     events=events, sharp_imgs=sharp.transpose(2, 0, 1)[None],
+                                     sharp_timestamps=[t_ref], scale_factor=recipe.events.scale)
+            else:
+                path = _write(stem, fmt, events, (meta["height"], meta["width"]), recipe.events.scale)
+            files.append(path.name)
+            total += len(events)
+            n_frames += meta["latent_exposure"] + meta["latent_gap"]
+            bar.update(1)
+    for reader in readers.values():
+        reader.close()
+    return {"kind": "run", "streams": len(files), "events": int(total), "frames": n_frames, "files": files,
+            "skipped": skipped, "scale": recipe.events.scale, "recipe_events": recipe.to_dict()["events"],
+            "seed": manifest.seed}
+

@@ -1,0 +1,33 @@
+"""``blursynth export``. Only click is imported here; the export code loads inside the command."""
+from __future__ import annotations
+
+import click
+
+
+@click.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["basicsr", "gopro", "webdataset"]), required=True,
+              help="basicsr: blur.lmdb + sharp.lmdb with meta_info.txt; gopro: SPLIT/SEQ/{blur,sharp}/*.png; "
+                   "webdataset: tar shards of KEY.blur.png, KEY.sharp.png, KEY.json.")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="New output directory.")
+@click.option("--split", default="train", show_default=True, help="gopro: split folder name.")
+@click.option("--samples-per-tar", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="webdataset: samples per tar shard.")
+@click.option("--no-progress", is_flag=True)
+def export(run_dir, fmt, out, split, samples_per_tar, no_progress):
+    """Export the pairs of RUN_DIR for other trainers (BasicSR/NAFNet LMDB, GoPro folders, WebDataset)."""
+    from tqdm import tqdm
+
+    from .export import export as run_export
+    from .manifest import Manifest
+
+    try:
+        total = Manifest.load(run_dir).num_written
+        with tqdm(total=total, unit="pair", desc=f"export {fmt}", disable=no_progress, leave=False) as bar:
+            summary = run_export(run_dir, out, fmt, split=split, samples_per_tar=samples_per_tar, progress=bar.update)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    details = {k: v for k, v in summary.items() if k not in ("format", "out", "samples")}
+    extra = ", ".join(f"{k}: {', '.join(v) if isinstance(v, list) and len(v) <= 4 else (f'{len(v)} files' if isinstance(v, list) else v)}"
+                      for k, v in details.items())
+    click.echo(f"exported {summary['samples']} pairs to {summary['out']} ({fmt}; {extra})")
