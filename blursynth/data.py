@@ -58,6 +58,8 @@ class ShardDataset(Dataset):
             the dtype, else a numpy array).
         ``meta``: dict decoded from the sample's ``meta`` field.
         ``index``: the sample index the generator gave this sample (the key in its shard), an int.
+    For a run of video windows (``blursynth video --format lmdb``), ``blur`` and ``sharp`` are float32
+    (W, 3, h, w): the window's W consecutive frames, all with the same crop and augmentation.
 
     ``set_epoch(e)`` changes the randomness per epoch; with a DataLoader call it before iterating (workers
     are re-created per epoch unless ``persistent_workers=True``, in which case they keep the old epoch).
@@ -119,8 +121,16 @@ class ShardDataset(Dataset):
         meta = decode_meta(reader.get(index, META_FIELD))
         arrays = {}
         scales: dict[str, int] = {}
+        # a video window (`blursynth video --format lmdb`) stores frame k of `blur` under meta["keys"]["blur"][k]
+        windows = {name: keys for name, keys in (meta.get("keys") or {}).items() if name in self.fields}
+        if windows and EVENTS_FIELD in self.fields:
+            raise ValueError(f"{self.root}: voxel grids of video windows are not supported; read the raw stream "
+                             "with blursynth.events.decode_events(ShardReader(...).get(index, 'events'))")
         for name in self.fields:
-            if name in IMAGE_FIELDS:
+            if name in windows:
+                for k, key in enumerate(windows[name]):
+                    arrays[f"{name}/{k}"] = decode_image(reader.get(index, key), self.manifest.codec)
+            elif name in IMAGE_FIELDS:
                 arrays[name] = decode_image(reader.get(index, name), self.manifest.codec)
             elif name != EVENTS_FIELD:
                 arrays[name] = decode_array(reader.get(index, name))
@@ -130,6 +140,8 @@ class ShardDataset(Dataset):
                                                                        self.event_bins, height, width)
         rng = stage_rng(self.seed, i, f"crop/epoch-{self.epoch}")
         sample = crop_and_augment(arrays, rng, self.crop, self.augment, scales)
+        for name, keys in windows.items():
+            sample[name] = torch.stack([sample.pop(f"{name}/{k}") for k in range(len(keys))])
         sample["meta"] = meta
         sample["index"] = index
         return sample
@@ -276,7 +288,7 @@ def crop_and_augment(arrays: dict[str, np.ndarray], rng: np.random.Generator, cr
         to float32; others as ``torch.from_numpy`` allows (numpy arrays where torch has no dtype).
     """
     scales = scales or {}
-    ref = next((arrays[f] for f in arrays if f in IMAGE_FIELDS), next(iter(arrays.values())))
+    ref = next((arrays[f] for f in arrays if _is_image(f)), next(iter(arrays.values())))
     height, width = ref.shape[:2]
     spatial = {f: scales.get(f, 1) for f, a in arrays.items()
                if a.ndim in (2, 3) and a.shape[:2] == (height // scales.get(f, 1), width // scales.get(f, 1))}
@@ -296,10 +308,15 @@ def crop_and_augment(arrays: dict[str, np.ndarray], rng: np.random.Generator, cr
             s = spatial[f]
             a = _apply(a[y0 // s : (y0 + h) // s, x0 // s : (x0 + w) // s], hflip, vflip, transpose,
                        VECTOR_FIELDS.get(f))
-            out[f] = _image_tensor(a) if f in IMAGE_FIELDS else _array_tensor(a)
+            out[f] = _image_tensor(a) if _is_image(f) else _array_tensor(a)
         else:
             out[f] = _maybe_tensor(a)
     return out
+
+
+def _is_image(field: str) -> bool:
+    """An image field: ``blur``, ``sharp``, or frame k of a video window (``blur/k``, ``sharp/k``)."""
+    return field.split("/", 1)[0] in IMAGE_FIELDS
 
 
 def events_voxels(raw: bytes, meta: dict, bins: int, height: int, width: int) -> tuple[np.ndarray, int]:

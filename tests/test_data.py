@@ -246,3 +246,45 @@ def test_on_the_fly_is_deterministic_in_any_number_of_workers():
     direct = make_sample(full.recipe, open_source("builtin", (64, 48)), 5, 2)
     assert torch.equal(full[2]["blur"], torch.from_numpy(direct.blur.transpose(2, 0, 1) / np.float32(255)))
     assert torch.equal(full[2]["sharp"], torch.from_numpy(direct.sharp.transpose(2, 0, 1) / np.float32(255)))
+
+
+def test_video_windows_read_as_frame_stacks_with_one_crop(tmp_path):
+    """`blursynth video --format lmdb` windows: blur and sharp come back as (W, 3, h, w) stacks, every frame of
+    the window cut and flipped alike (a still clip has blur == sharp in every frame, before and after)."""
+    from click.testing import CliRunner
+
+    from blursynth.cli import main
+    from blursynth.store import ShardReader
+    from blursynth.store.codec import decode_image
+
+    frames = [np.ascontiguousarray(skdata.astronaut()[100:148, 150 + 2 * i:214 + 2 * i]) for i in range(8)]
+    frames[4:] = [frames[4]] * 4  # a pan, then still
+    clip = tmp_path / "pan.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"FFV1"), 20.0, (W, H))
+    for f in frames:
+        writer.write(np.ascontiguousarray(f[..., ::-1]))
+    writer.release()
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["video", str(clip), "--out", str(out), "--format", "lmdb", "--window", "2",
+                                       "--latent", "2", "--no-noise", "--workers", "0", "--no-filters",
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    full = ShardDataset(out)
+    reader = ShardReader(out / full.manifest.shards[0].name)
+    assert len(full) == len(reader.indices()) == 3
+    for i in range(len(full)):
+        item = full[i]
+        assert item["blur"].shape == item["sharp"].shape == (2, 3, H, W)
+        for k in range(2):
+            stored = decode_image(reader.get(item["index"], f"sharp_{k}"), full.manifest.codec)
+            assert torch.equal(item["sharp"][k], torch.from_numpy(stored).permute(2, 0, 1).float() / 255.0)
+    still = full[len(full) - 1]
+    assert torch.equal(still["blur"], still["sharp"])
+    cropped = ShardDataset(out, crop=32, augment=True, seed=3)
+    for epoch in range(4):
+        cropped.set_epoch(epoch)
+        item = cropped[len(cropped) - 1]
+        assert item["blur"].shape == (2, 3, 32, 32) and torch.equal(item["blur"], item["sharp"])
+        assert torch.equal(item["sharp"][0], item["sharp"][1])  # the same window of both frames
+    with pytest.raises(ValueError, match="video windows"):
+        ShardDataset(out, fields=("blur", "sharp", "events"))[0]
