@@ -163,22 +163,33 @@ def load_recipe(name_or_path: str | Path = "default", overrides: dict[str, Any] 
         name_or_path: "default", "sbdd", ... or a path to a YAML file.
         overrides: {"camera.gain": [1, 1]} or ["camera.gain=[1, 1]", ...] (values parsed as YAML).
     """
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PIPELINES_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in PIPELINES_DIR.glob("*.yaml"))
-        raise RecipeError(f"recipe {str(name_or_path)!r} not found (known: {', '.join(known)}; or give a path to a YAML file)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"recipe {path}: invalid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RecipeError(f"recipe {path}: top level must be a mapping")
-    data.setdefault("name", path.stem)
+    return recipe_from_dict(load_data(name_or_path, overrides))
+
+
+def load_data(name_or_path: str | Path | None, overrides: dict[str, Any] | list[str] | None = None,
+              kind: str = "recipe", pattern: str = "*.yaml") -> dict[str, Any]:
+    """The YAML mapping of a recipe-like file (by name in pipelines/ or by path; None: empty) with the overrides
+    applied; `name` defaults to the file's stem. Raises RecipeError, naming `kind`, for a missing file or bad
+    YAML, listing the pipelines/ files matching `pattern` as the known names."""
+    data: dict[str, Any] = {}
+    if name_or_path is not None:
+        path = Path(name_or_path)
+        if not path.suffix:
+            path = PIPELINES_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in PIPELINES_DIR.glob(pattern))
+            raise RecipeError(f"{kind} {str(name_or_path)!r} not found (known: {', '.join(known)}; "
+                              "or give a path to a YAML file)")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise RecipeError(f"{kind} {path}: invalid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise RecipeError(f"{kind} {path}: top level must be a mapping")
+        data.setdefault("name", path.stem)
     for key, value in _parse_overrides(overrides).items():
         _set_dotted(data, key, value)
-    return recipe_from_dict(data)
+    return data
 
 
 def recipe_from_dict(data: dict[str, Any]) -> Recipe:

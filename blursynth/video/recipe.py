@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..recipe import PIPELINES_DIR, RecipeError, _build, _check, _parse_overrides, _range, _set_dotted, _to_plain
+from ..recipe import _build, _check, _range, _to_plain, load_data
 
 Range = tuple[float, float]
 
@@ -121,25 +119,7 @@ def load_video_recipe(name_or_path: str | Path | None = None,
                       overrides: dict[str, Any] | list[str] | None = None) -> VideoRecipe:
     """Load a video recipe by name (pipelines/NAME.yaml), by path, or the defaults (None); apply overrides;
     validate. Raises RecipeError naming the field."""
-    data: dict[str, Any] = {}
-    if name_or_path is not None:
-        path = Path(name_or_path)
-        if not path.suffix:
-            path = PIPELINES_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            known = sorted(p.stem for p in PIPELINES_DIR.glob("*-video.yaml"))
-            raise RecipeError(f"video recipe {str(name_or_path)!r} not found (known: {', '.join(known)}; "
-                              "or give a path to a YAML file)")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"recipe {path}: invalid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise RecipeError(f"recipe {path}: top level must be a mapping")
-        data.setdefault("name", path.stem)
-    for key, value in _parse_overrides(overrides).items():
-        _set_dotted(data, key, value)
-    return video_recipe_from_dict(data)
+    return video_recipe_from_dict(load_data(name_or_path, overrides, kind="video recipe", pattern="*-video.yaml"))
 
 
 def video_recipe_from_dict(data: dict[str, Any]) -> VideoRecipe:
