@@ -192,6 +192,9 @@ main.add_command(_events_cmd)
 from .video.cli import video as _video_cmd  # noqa: E402
 
 main.add_command(_video_cmd)
+from .adapt.cli import adapt as _adapt_cmd  # noqa: E402
+
+main.add_command(_adapt_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover
