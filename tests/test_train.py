@@ -123,6 +123,25 @@ def test_training_reduces_loss_and_resume_gives_the_same_weights(run_dir, tmp_pa
     assert float(resumed_rows[-1]["psnr"]) == pytest.approx(float(last["psnr"]), abs=1e-4)
 
 
+def test_init_fine_tunes_from_weights_with_a_fresh_schedule(run_dir, tmp_path):
+    base = train(_cfg(run_dir, tmp_path / "base", iters=4, val=None), progress=False)
+    weights = torch.load(tmp_path / "base" / "last.pt", weights_only=False)["model"]
+    # a vanishing learning rate: the weights come through (to 1e-20), and the step count restarts at 0
+    tuned = train(_cfg(run_dir, tmp_path / "tuned", iters=3, val=None, lr=1e-30, min_lr=0.0, weight_decay=0.0),
+                  progress=False, init=tmp_path / "base" / "last.pt")
+    assert base.step == 4 and tuned.resumed_from == 0 and tuned.step == 3
+    state = torch.load(tmp_path / "tuned" / "last.pt", weights_only=False)
+    assert state["step"] == 3
+    assert all(torch.allclose(state["model"][k], weights[k], rtol=0, atol=1e-20) for k in weights)
+    assert any(not torch.equal(weights[k], v) for k, v in build_model("tiny").state_dict().items())
+    with pytest.raises(ValueError, match="not both"):
+        train(_cfg(run_dir, tmp_path / "x", iters=1), progress=False, init=tmp_path / "base" / "last.pt",
+              resume=tmp_path / "base" / "last.pt")
+    with pytest.raises(ValueError, match="model of shape"):
+        train(_cfg(run_dir, tmp_path / "y", iters=1, preset="small", val=None), progress=False,
+              init=tmp_path / "base" / "last.pt")
+
+
 def test_train_cli_and_evaluate_save_by_index(run_dir, tmp_path):
     runner = CliRunner()
     res = runner.invoke(main, ["train", "--data", str(run_dir), "--out", str(tmp_path / "run"), "--iters", "3",

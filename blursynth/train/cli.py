@@ -16,6 +16,8 @@ import click
 @click.option("--iters", "iters", type=click.IntRange(min=1), required=True, help="Optimizer steps.")
 @click.option("--resume", "resume", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint to start from (default: RUN/last.pt when it exists).")
+@click.option("--init", "init", type=click.Path(dir_okay=False), default=None,
+              help="Fine-tune: start from this checkpoint's weights with a fresh optimizer and schedule.")
 @click.option("--preset", type=click.Choice(["tiny", "small", "base", "large"]), default="small", show_default=True,
               help="Model size: small ~1.1M params (CPU), base ~17M, large ~68M (GPU).")
 @click.option("--width", type=click.IntRange(min=1), default=None, help="Override the preset's width.")
@@ -34,7 +36,7 @@ import click
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--no-amp", is_flag=True, help="Full precision on CUDA.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train(data, recipe, source, size, val, out, iters, resume, preset, width, batch_size, crop, loss, lr, weight_decay,
+def train(data, recipe, source, size, val, out, iters, resume, init, preset, width, batch_size, crop, loss, lr, weight_decay,
           grad_clip, workers, seed, val_every, ckpt_every, val_max, device, no_amp, no_progress):
     """Train a restoration model on blursynth pairs; continues RUN/last.pt when present."""
     from ..cli import parse_size
@@ -55,7 +57,7 @@ def train(data, recipe, source, size, val, out, iters, resume, preset, width, ba
 
             train_set = OnTheFly(recipe, source, length=max(1000, batch_size), crop=crop, augment=True, seed=seed,
                                  size=parse_size(size))
-        result = run_train(cfg, train_set=train_set, resume=resume, progress=not no_progress)
+        result = run_train(cfg, train_set=train_set, resume=resume, init=init, progress=not no_progress)
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     rate = (result.step - result.resumed_from) / max(result.seconds, 1e-9)

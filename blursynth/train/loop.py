@@ -139,8 +139,18 @@ def cosine_lr(step: int, iters: int, lr: float, min_lr: float) -> float:
     return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * t))
 
 
+def _load_model_state(path: Path, model, device, state: dict | None = None) -> dict:
+    """The model weights of a checkpoint, after checking they fit `model`'s shape."""
+    state = state if state is not None else torch.load(path, map_location=device, weights_only=False)
+    saved = ModelConfig.from_dict(state["model_config"])
+    if saved != model.config:
+        raise ValueError(f"checkpoint {path} holds a model of shape {saved}, this run asks for {model.config}")
+    return state["model"]
+
+
 def train(cfg: TrainConfig, train_set: Dataset | None = None, val_set: Dataset | None = None,
-          resume: str | os.PathLike | None = None, progress: bool = True, stop_at: int | None = None) -> TrainResult:
+          resume: str | os.PathLike | None = None, progress: bool = True, stop_at: int | None = None,
+          init: str | os.PathLike | None = None) -> TrainResult:
     """Train (or continue training) a model; see the module docstring for what is written.
 
     Args:
@@ -152,6 +162,9 @@ def train(cfg: TrainConfig, train_set: Dataset | None = None, val_set: Dataset |
         progress: show a tqdm bar (loss, PSNR, it/s).
         stop_at: stop after this step with a checkpoint, as a job whose time slot ends would (the schedule
             still spans ``cfg.iters``; run again to continue).
+        init: fine-tune: start from this checkpoint's model weights only, with a fresh optimizer and the
+            schedule from step 0 (e.g. on `blursynth adapt` pairs). Ignored once ``out/last.pt`` exists, so a
+            fine-tuning run resumes like any other; exclusive with ``resume``.
     """
     from tqdm import tqdm
 
@@ -180,15 +193,20 @@ def train(cfg: TrainConfig, train_set: Dataset | None = None, val_set: Dataset |
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
     step = 0
+    if init is not None and resume is not None:
+        raise ValueError("give --init (fine-tune from weights) or --resume (continue a run), not both")
     ckpt_path = Path(resume) if resume is not None else out / CHECKPOINT_NAME
     if resume is not None and not ckpt_path.is_file():
         raise FileNotFoundError(f"--resume {ckpt_path}: no such checkpoint")
+    if init is not None and not ckpt_path.is_file():
+        init_path = Path(init)
+        if not init_path.is_file():
+            raise FileNotFoundError(f"--init {init_path}: no such checkpoint")
+        model.load_state_dict(_load_model_state(init_path, model, device))
+        log.info("fine-tuning from the weights of %s", init_path)
     if ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        saved = ModelConfig.from_dict(state["model_config"])
-        if saved != model.config:
-            raise ValueError(f"checkpoint {ckpt_path} holds a model of shape {saved}, this run asks for {model.config}")
-        model.load_state_dict(state["model"])
+        model.load_state_dict(_load_model_state(ckpt_path, model, device, state))
         optimizer.load_state_dict(state["optimizer"])
         if "scaler" in state and scaler.is_enabled():
             scaler.load_state_dict(state["scaler"])
