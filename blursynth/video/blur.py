@@ -412,7 +412,6 @@ def _check(duty_cycle, latent) -> None:
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def _accumulate(lin0, lin1, f01, f10, v0, v1, taus, out):
     # out += sum over taus of interpolate.latent_frame(lin0, lin1, f01, f10, tau), without storing any of them.
-    # The bilinear footprint of each source point is found once and reused for its visibility and colours.
     h, w = out.shape[0], out.shape[1]
     for y in numba.prange(h):
         for x in range(w):
@@ -424,28 +423,11 @@ def _accumulate(lin0, lin1, f01, f10, v0, v1, taus, out):
             ax10 = f10[y, x, 0]
             ay10 = f10[y, x, 1]
             for i in range(taus.shape[0]):
-                t = np.float32(taus[i])
-                a = -t * (np.float32(1) - t)
-                b = t * t
-                c2 = (np.float32(1) - t) * (np.float32(1) - t)
-                i00, i01, i10, i11, k00, k01, k10, k11 = _footprint(
-                    h, w, np.float32(x) + (a * ax01 + b * ax10), np.float32(y) + (a * ay01 + b * ay10))
-                j00, j01, j10, j11, m00, m01, m10, m11 = _footprint(
-                    h, w, np.float32(x) + (c2 * ax01 + a * ax10), np.float32(y) + (c2 * ay01 + a * ay10))
-                w0 = (np.float32(1) - t) * _gather(v0, i00, i01, i10, i11, k00, k01, k10, k11, 0)
-                w1 = t * _gather(v1, j00, j01, j10, j11, m00, m01, m10, m11, 0)
-                if w0 + w1 < _MIN_WEIGHT:
-                    w0 = np.float32(1) - t
-                    w1 = t
-                norm = np.float32(1) / (w0 + w1)
-                w0 *= norm
-                w1 *= norm
-                r += w0 * _gather(lin0, i00, i01, i10, i11, k00, k01, k10, k11, 0) + w1 * _gather(
-                    lin1, j00, j01, j10, j11, m00, m01, m10, m11, 0)
-                g += w0 * _gather(lin0, i00, i01, i10, i11, k00, k01, k10, k11, 1) + w1 * _gather(
-                    lin1, j00, j01, j10, j11, m00, m01, m10, m11, 1)
-                bl += w0 * _gather(lin0, i00, i01, i10, i11, k00, k01, k10, k11, 2) + w1 * _gather(
-                    lin1, j00, j01, j10, j11, m00, m01, m10, m11, 2)
+                dr, dg, db = _latent_rgb(lin0, lin1, v0, v1, np.float32(x), np.float32(y), ax01, ay01, ax10, ay10,
+                                         np.float32(taus[i]))
+                r += dr
+                g += dg
+                bl += db
             out[y, x, 0] += r
             out[y, x, 1] += g
             out[y, x, 2] += bl
@@ -470,31 +452,41 @@ def _accumulate_warped(lin0, lin1, f01, f10, v0, v1, taus, hinv, out):
                 ay01 = _gather(f01, q00, q01, q10, q11, l00, l01, l10, l11, 1)
                 ax10 = _gather(f10, q00, q01, q10, q11, l00, l01, l10, l11, 0)
                 ay10 = _gather(f10, q00, q01, q10, q11, l00, l01, l10, l11, 1)
-                t = np.float32(taus[i])
-                a = -t * (np.float32(1) - t)
-                b = t * t
-                c2 = (np.float32(1) - t) * (np.float32(1) - t)
-                i00, i01, i10, i11, k00, k01, k10, k11 = _footprint(
-                    h, w, qx + (a * ax01 + b * ax10), qy + (a * ay01 + b * ay10))
-                j00, j01, j10, j11, m00, m01, m10, m11 = _footprint(
-                    h, w, qx + (c2 * ax01 + a * ax10), qy + (c2 * ay01 + a * ay10))
-                w0 = (np.float32(1) - t) * _gather(v0, i00, i01, i10, i11, k00, k01, k10, k11, 0)
-                w1 = t * _gather(v1, j00, j01, j10, j11, m00, m01, m10, m11, 0)
-                if w0 + w1 < _MIN_WEIGHT:
-                    w0 = np.float32(1) - t
-                    w1 = t
-                norm = np.float32(1) / (w0 + w1)
-                w0 *= norm
-                w1 *= norm
-                r += w0 * _gather(lin0, i00, i01, i10, i11, k00, k01, k10, k11, 0) + w1 * _gather(
-                    lin1, j00, j01, j10, j11, m00, m01, m10, m11, 0)
-                g += w0 * _gather(lin0, i00, i01, i10, i11, k00, k01, k10, k11, 1) + w1 * _gather(
-                    lin1, j00, j01, j10, j11, m00, m01, m10, m11, 1)
-                bl += w0 * _gather(lin0, i00, i01, i10, i11, k00, k01, k10, k11, 2) + w1 * _gather(
-                    lin1, j00, j01, j10, j11, m00, m01, m10, m11, 2)
+                dr, dg, db = _latent_rgb(lin0, lin1, v0, v1, qx, qy, ax01, ay01, ax10, ay10, np.float32(taus[i]))
+                r += dr
+                g += dg
+                bl += db
             out[y, x, 0] += r
             out[y, x, 1] += g
             out[y, x, 2] += bl
+
+
+@numba.njit(cache=True, inline="always")
+def _latent_rgb(lin0, lin1, v0, v1, qx, qy, ax01, ay01, ax10, ay10, t):
+    """Colour of the latent frame at time t at the point (qx, qy), given the flows (ax01, ay01), (ax10, ay10)
+    there: each source is read at the point moved by the intermediate-flow approximation, blended by time and
+    visibility (interpolate.latent_frame's arithmetic). The bilinear footprint of each source point is found
+    once and reused for its visibility and colours."""
+    h, w = lin0.shape[0], lin0.shape[1]
+    a = -t * (np.float32(1) - t)
+    b = t * t
+    c2 = (np.float32(1) - t) * (np.float32(1) - t)
+    i00, i01, i10, i11, k00, k01, k10, k11 = _footprint(h, w, qx + (a * ax01 + b * ax10), qy + (a * ay01 + b * ay10))
+    j00, j01, j10, j11, m00, m01, m10, m11 = _footprint(h, w, qx + (c2 * ax01 + a * ax10), qy + (c2 * ay01 + a * ay10))
+    w0 = (np.float32(1) - t) * _gather(v0, i00, i01, i10, i11, k00, k01, k10, k11, 0)
+    w1 = t * _gather(v1, j00, j01, j10, j11, m00, m01, m10, m11, 0)
+    if w0 + w1 < _MIN_WEIGHT:
+        w0 = np.float32(1) - t
+        w1 = t
+    norm = np.float32(1) / (w0 + w1)
+    w0 *= norm
+    w1 *= norm
+    return (w0 * _gather(lin0, i00, i01, i10, i11, k00, k01, k10, k11, 0)
+            + w1 * _gather(lin1, j00, j01, j10, j11, m00, m01, m10, m11, 0),
+            w0 * _gather(lin0, i00, i01, i10, i11, k00, k01, k10, k11, 1)
+            + w1 * _gather(lin1, j00, j01, j10, j11, m00, m01, m10, m11, 1),
+            w0 * _gather(lin0, i00, i01, i10, i11, k00, k01, k10, k11, 2)
+            + w1 * _gather(lin1, j00, j01, j10, j11, m00, m01, m10, m11, 2))
 
 
 @numba.njit(cache=True, inline="always")
