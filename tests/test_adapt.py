@@ -34,7 +34,7 @@ from blursynth.recipe import RecipeError
 from blursynth.render import render
 from blursynth.scene import Layer, Scene
 
-from _util import shard_bytes
+from _util import shard_bytes, write_video
 
 SIZE = (160, 120)
 PATCH = 48
@@ -92,16 +92,6 @@ def _engine_clip(q, n, duty, photo, noise=None, margin=16, seed=0):
         frames.append(encode_u8(blur, 1.0, SRGB.code_thresholds()))
         maps.append(e.blur_map[inner])
     return frames, maps
-
-
-def _write_video(path: Path, frames) -> Path:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 25.0, (w, h))  # lossless
-    assert writer.isOpened()
-    for f in frames:
-        writer.write(np.ascontiguousarray(f[..., ::-1]))
-    writer.release()
-    return path
 
 
 def _write_bsd(seq: Path, frames) -> Path:
@@ -222,7 +212,7 @@ def test_selected_patches_are_the_sharp_frames_of_an_alternating_clip(tmp_path):
     n = 16
     frames, maps = _engine_clip(_line_path(6.0, 20.0), n, [0.05, 1.0] * (n // 2), skdata.astronaut(),
                                 noise=(2e-3, 2e-3))
-    video = _write_video(tmp_path / "alternating.avi", frames)
+    video = write_video(tmp_path / "alternating.avi", frames)
     settings = _settings()
     analysis = analyze_video(discover([video])[0][0], settings)
     chosen = select_sharpest(analysis.scores, settings.sharpness.ratio)
@@ -375,8 +365,8 @@ def test_discover_layouts(tmp_path):
         next(targets[1].open())
 
 def test_bad_inputs_give_clear_errors(target, tmp_path):
-    still = _write_video(tmp_path / "still.avi", [target["frames"][5]] * 6)
-    one = _write_video(tmp_path / "one.avi", [target["frames"][5]])
+    still = write_video(tmp_path / "still.avi", [target["frames"][5]] * 6)
+    one = write_video(tmp_path / "one.avi", [target["frames"][5]])
     empty = tmp_path / "empty"
     (empty / "Blur" / "RGB").mkdir(parents=True)
     (empty / "notes.txt").write_text("no frames here")

@@ -253,17 +253,14 @@ def test_video_windows_read_as_frame_stacks_with_one_crop(tmp_path):
     the window cut and flipped alike (a still clip has blur == sharp in every frame, before and after)."""
     from click.testing import CliRunner
 
+    from _util import write_video
     from blursynth.cli import main
     from blursynth.store import ShardReader
     from blursynth.store.codec import decode_image
 
     frames = [np.ascontiguousarray(skdata.astronaut()[100:148, 150 + 2 * i:214 + 2 * i]) for i in range(8)]
     frames[4:] = [frames[4]] * 4  # a pan, then still
-    clip = tmp_path / "pan.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"FFV1"), 20.0, (W, H))
-    for f in frames:
-        writer.write(np.ascontiguousarray(f[..., ::-1]))
-    writer.release()
+    clip = write_video(tmp_path / "pan.avi", frames, fps=20.0)
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["video", str(clip), "--out", str(out), "--format", "lmdb", "--window", "2",
                                        "--latent", "2", "--no-noise", "--workers", "0", "--no-filters",

@@ -10,6 +10,8 @@ import pytest
 from click.testing import CliRunner
 from skimage import data
 
+from _util import write_video
+
 from blursynth.cli import main
 from blursynth.events import decode_events, simulate, to_gray
 from blursynth.events.exposure import gap_scene, scene_events
@@ -131,15 +133,6 @@ def test_gap_scene_continues_at_the_end_velocity():
         np.testing.assert_allclose(cont.motion.at(0.0)[0], H[-1] / H[-1][2, 2])
         expected = H[-1] + 0.5 * 0.4 * end_velocity  # u = 0.4 of a gap of 0.5 exposures
         np.testing.assert_allclose(cont.motion.at(0.4)[0], expected / expected[2, 2], atol=1e-9)
-
-
-def write_video(path: Path, frames, fps=25.0) -> Path:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (w, h))
-    for f in frames:
-        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
 
 
 def test_events_cli_on_a_video_and_a_folder(tmp_path):

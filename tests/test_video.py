@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from skimage import data
 
+from _util import write_video
+
 from blursynth.camera import Response, encode_u8
 from blursynth.video import (blur_frames, blur_window, exposure_taus, flow_pair, flow_to_color, interval,
                              latent_count, latent_frame, linearize, read_frames, visibility)
@@ -41,16 +43,6 @@ def _shifted(frame_index: int, shift_px: int, v_px: int, n: int) -> np.ndarray:
     return np.ascontiguousarray(photo[100:100 + H, x:x + W])
 
 
-def _write(path: Path, frames, fps: float = 25.0) -> Path:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (w, h))  # lossless
-    assert writer.isOpened()
-    for f in frames:
-        writer.write(np.ascontiguousarray(f[..., ::-1]))
-    writer.release()
-    return path
-
-
 def _interior(a: np.ndarray) -> np.ndarray:
     return a[MARGIN:-MARGIN, MARGIN:-MARGIN]
 
@@ -59,7 +51,7 @@ def _interior(a: np.ndarray) -> np.ndarray:
 
 def test_read_frames_round_trip_is_exact(tmp_path):
     frames = _translating(4, 3)
-    reader = read_frames(_write(tmp_path / "clip.avi", frames, fps=12.5))
+    reader = read_frames(write_video(tmp_path / "clip.avi", frames, fps=12.5))
     assert reader.fps == pytest.approx(12.5) and reader.size == (W, H)
     decoded = list(reader)
     assert reader.count == 4 and len(decoded) == 4
@@ -90,7 +82,7 @@ def test_not_a_video(tmp_path, content):
 
 
 def test_one_frame_clip(tmp_path):
-    path = _write(tmp_path / "one.avi", _translating(1, 0))
+    path = write_video(tmp_path / "one.avi", _translating(1, 0))
     with pytest.raises(ValueError, match="at least 2 frames"):
         read_frames(path)
 
@@ -214,7 +206,7 @@ def test_blur_equals_line_kernel(tmp_path, v_px, duty, latent):
     # round trip through a lossless file, then: 2K + 1 samples spaced v d / (2K) = 1 px, so the blur is the
     # sharp frame filtered by a horizontal box of 2K + 1 taps (exact for exact flow; DIS error bounds it)
     frames = _translating(3, v_px)
-    path = _write(tmp_path / "clip.avi", frames)
+    path = write_video(tmp_path / "clip.avi", frames)
     out = list(blur_frames(read_frames(path), duty_cycle=duty, latent=latent))
     assert [o.index for o in out] == [1]
     (o,) = out

@@ -13,8 +13,7 @@ import pytest
 from click.testing import CliRunner
 from skimage import data
 
-from _util import shard_bytes
-from blursynth.camera import Response
+from _util import shard_bytes, write_video
 from blursynth.cli import main
 from blursynth.motion import Motion, bf_trajectory, rasterize_psf
 from blursynth.runner import RunError, plan_clips, run_video
@@ -31,6 +30,10 @@ MARGIN = 12
 NO_FILTERS = ["filters.min_brightness=0", "filters.max_psnr_db=null", "filters.min_texture=0"]
 
 
+def _write20(path: Path, frames, fps: float = 20.0) -> Path:
+    return write_video(path, frames, fps)
+
+
 def _photo_clip(n: int, v_px: float, h: int = H, w: int = W, photo=None) -> list[np.ndarray]:
     """n uint8 RGB frames of a photo whose content moves right by v_px (a whole number) pixels per frame."""
     photo = data.astronaut() if photo is None else photo
@@ -43,16 +46,6 @@ def _exact(shift_px: int, n: int, v_px: int) -> np.ndarray:
     """The frame of `_photo_clip(n, v_px)` at frame 0 moved right by shift_px pixels."""
     x = 150 + (n - 1) * v_px - shift_px
     return np.ascontiguousarray(data.astronaut()[120:120 + H, x:x + W])
-
-
-def _write(path: Path, frames, fps: float = 20.0) -> Path:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (w, h))  # lossless
-    assert writer.isOpened()
-    for f in frames:
-        writer.write(np.ascontiguousarray(f[..., ::-1]))
-    writer.release()
-    return path
 
 
 def _interior(a: np.ndarray, m: int = MARGIN) -> np.ndarray:
@@ -178,7 +171,7 @@ def test_warped_kernel_with_identity_equals_plain_kernel():
 def test_gopro_mode_averages_n_encoded_frames(tmp_path):
     # gopro-video: N odd in [7, 13] real frames averaged in encoded values (gamma 1), target the middle frame
     frames = _photo_clip(30, 1)
-    path = _write(tmp_path / "hfr.avi", frames, fps=240)
+    path = _write20(tmp_path / "hfr.avi", frames, fps=240)
     recipe = load_video_recipe("gopro-video", NO_FILTERS)
     settings = clip_settings(recipe, 240.0, "hfr", 0)
     n = settings["average_frames"]
@@ -212,7 +205,7 @@ def test_reds_recipe_and_overrides():
 
 
 def test_cli_bad_flags_name_the_field(tmp_path):
-    clip = _write(tmp_path / "a.avi", _photo_clip(4, 1))
+    clip = _write20(tmp_path / "a.avi", _photo_clip(4, 1))
     for args, text in ((["--duty-cycle", "1.5"], "duty_cycle"), (["--latent", "zero"], "--latent"),
                        (["--set", "nope=1"], "nope"), (["--recipe", "missing-video"], "not found")):
         result = CliRunner().invoke(main, ["video", str(clip), "--out", str(tmp_path / "o"), *args])
@@ -242,7 +235,7 @@ def test_mp4_outputs_of_a_real_clip_decode_with_the_right_counts(tmp_path):
 
 def test_gopro_layout_pairs_by_name_and_sharp_is_the_real_frame(tmp_path):
     frames = _photo_clip(7, 2)
-    clip = _write(tmp_path / "pan.avi", frames)
+    clip = _write20(tmp_path / "pan.avi", frames)
     out = tmp_path / "out"
     result = _run([clip, "--out", out, "--format", "gopro", "--latent", "2", "--workers", "0", "--noise"])
     assert result.exit_code == 0, result.output
@@ -255,7 +248,7 @@ def test_gopro_layout_pairs_by_name_and_sharp_is_the_real_frame(tmp_path):
 
 def test_lmdb_windows_round_trip_and_match_the_gopro_frames(tmp_path):
     frames = _photo_clip(14, 1)
-    clip = _write(tmp_path / "pan.avi", frames)
+    clip = _write20(tmp_path / "pan.avi", frames)
     common = ["--latent", "2", "--workers", "0", "--noise", "--shake", "gp", "--set", "filters.max_psnr_db=null"]
     assert _run([clip, "--out", tmp_path / "g", "--format", "gopro", *common]).exit_code == 0
     result = _run([clip, "--out", tmp_path / "l", "--format", "lmdb", "--window", "3", *common])
@@ -288,7 +281,7 @@ def test_quality_filters_fire_on_dark_static_and_flat_clips(tmp_path):
     dark = [(f * 0.1).astype(np.uint8) for f in pan]
     static = _photo_clip(6, 0)
     flat = [np.full((H, W, 3), 128, np.uint8) for _ in range(6)]
-    clips = [_write(tmp_path / f"{name}.avi", frames) for name, frames in
+    clips = [_write20(tmp_path / f"{name}.avi", frames) for name, frames in
              (("dark", dark), ("static", static), ("flat", flat), ("pan", pan))]
     out = tmp_path / "out"
     result = _run([*clips, "--out", out, "--format", "gopro", "--latent", "2", "--no-noise", "--workers", "0"])
@@ -306,11 +299,11 @@ def test_quality_filters_fire_on_dark_static_and_flat_clips(tmp_path):
 # ------------------------------------------------------------------------------------------- bad input
 
 def test_bad_videos_are_skipped_with_reasons_and_the_good_one_is_written(tmp_path):
-    good = _write(tmp_path / "good.avi", _photo_clip(5, 1))
+    good = _write20(tmp_path / "good.avi", _photo_clip(5, 1))
     (tmp_path / "text.mp4").write_text("not a video\n" * 50)
     (tmp_path / "empty.mp4").write_bytes(b"")
-    two = _write(tmp_path / "two.avi", _photo_clip(2, 1))
-    one = _write(tmp_path / "one.avi", _photo_clip(1, 1))
+    two = _write20(tmp_path / "two.avi", _photo_clip(2, 1))
+    one = _write20(tmp_path / "one.avi", _photo_clip(1, 1))
     missing = tmp_path / "missing.mp4"
     out = tmp_path / "out"
     result = _run([good, tmp_path / "text.mp4", tmp_path / "empty.mp4", two, one, missing, "--out", out,
@@ -330,7 +323,7 @@ def test_folder_input_resume_and_a_different_run(tmp_path):
     folder = tmp_path / "clips"
     folder.mkdir()
     for name in ("a", "b"):
-        _write(folder / f"{name}.avi", _photo_clip(4, 1))
+        _write20(folder / f"{name}.avi", _photo_clip(4, 1))
     (folder / "notes.txt").write_text("ignored")
     assert [c.name for c in plan_clips([folder])] == ["a", "b"]
     recipe = load_video_recipe(None, ["latent=2", "output.format=gopro"])
@@ -349,7 +342,7 @@ def test_folder_input_resume_and_a_different_run(tmp_path):
 
 def test_crop_and_resize():
     frames = _photo_clip(3, 0, h=40, w=60)
-    path = _write(Path(pytest.importorskip("tempfile").mkdtemp()) / "c.avi", frames)
+    path = _write20(Path(pytest.importorskip("tempfile").mkdtemp()) / "c.avi", frames)
     reader = read_frames(path, crop=(10, 5, 32, 24))
     np.testing.assert_array_equal(next(reader), frames[0][5:29, 10:42])
     assert reader.size == (32, 24) and reader.source_size == (60, 40)
@@ -364,7 +357,7 @@ def test_crop_and_resize():
 # ---------------------------------------------------------------------------------------------- Ray
 
 def test_two_ray_workers_give_the_same_bytes_as_in_process(tmp_path):
-    clips = [_write(tmp_path / "a.avi", _photo_clip(8, 1)), _write(tmp_path / "b.avi", _photo_clip(8, 2))]
+    clips = [_write20(tmp_path / "a.avi", _photo_clip(8, 1)), _write20(tmp_path / "b.avi", _photo_clip(8, 2))]
     recipe = load_video_recipe(None, ["latent=auto", "camera.noise=true", "shake.models={bf: 1.0}", "output.window=2",
                                       "flow.preset=fast"])
     local = run_video(recipe, clips, tmp_path / "local", seed=3, progress=False, workers=0)
@@ -383,8 +376,8 @@ def test_events_per_window_cover_the_exposures_and_gaps(tmp_path):
 
     n, v, fps = 10, 2, 20.0
     frames = _photo_clip(n, v)
-    clip = _write(tmp_path / "pan.avi", frames, fps=fps)
-    still = _write(tmp_path / "still.avi", _photo_clip(n, 0), fps=fps)
+    clip = _write20(tmp_path / "pan.avi", frames, fps=fps)
+    still = _write20(tmp_path / "still.avi", _photo_clip(n, 0), fps=fps)
     out = tmp_path / "out"
     # 10 fps out of 20: exposures [2j - 0.5, 2j + 0.5] (duty 0.5) with a gap of one interval between them
     result = _run([clip, still, "--out", out, "--events", "--window", "2", "--fps", "10", "--duty-cycle", "0.5",
