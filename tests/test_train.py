@@ -16,7 +16,7 @@ from blursynth.data import ShardDataset
 from blursynth.recipe import load_recipe
 from blursynth.runner import run_generate
 from blursynth.train.evaluate import folder_pairs
-from blursynth.train.loop import TrainConfig, load_model, restore, to_uint8, train
+from blursynth.train.loop import TrainConfig, amp_dtype, load_model, restore, to_uint8, train
 from blursynth.train.metrics import align_ecc, psnr, ssim
 from blursynth.train.model import PRESETS, NAFNet, build_model, count_parameters
 
@@ -121,6 +121,43 @@ def test_training_reduces_loss_and_resume_gives_the_same_weights(run_dir, tmp_pa
     resumed_rows = list(csv.DictReader(open(tmp_path / "part" / "val.csv")))
     assert [int(r["step"]) for r in resumed_rows] == [8, 16]
     assert float(resumed_rows[-1]["psnr"]) == pytest.approx(float(last["psnr"]), abs=1e-4)
+
+
+def test_amp_modes_select_the_autocast_dtype():
+    cpu = torch.device("cpu")
+    assert amp_dtype("auto", cpu) is None and amp_dtype("off", cpu) is None
+    assert amp_dtype("bf16", cpu) is torch.bfloat16 and amp_dtype("fp16", cpu) is torch.float16
+    assert amp_dtype("off", torch.device("cuda")) is None
+    assert TrainConfig(amp=True).amp == "auto" and TrainConfig(amp=False).amp == "off"  # older configs
+    with pytest.raises(ValueError, match="amp must be one of"):
+        TrainConfig(amp="fp8")
+
+
+def test_fp16_amp_with_loss_scaling_trains_and_resumes_exactly(run_dir, tmp_path):
+    """The AMP path of a CUDA run (float16 autocast, dynamic loss scale, scaler state in the checkpoint), run on
+    the CPU: it learns, and a run stopped and resumed ends with the same weights and loss scale as one that was
+    not (the scale decides which steps are skipped, so a scaler not restored would diverge)."""
+    short = dict(iters=8, val_every=8, val_max=4)
+    full = train(_cfg(run_dir, tmp_path / "full", amp="fp16", **short), progress=False)
+    assert full.val[-1]["psnr"] > full.val[-1]["psnr_input"] + 0.02  # starts as the identity
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
+    assert a["train_config"]["amp"] == "fp16" and a["scaler"]["scale"] > 0  # a disabled scaler saves {}
+    train(_cfg(run_dir, tmp_path / "part", amp="fp16", **short), progress=False, stop_at=4)
+    part = torch.load(tmp_path / "part" / "last.pt", weights_only=False)
+    part["scaler"]["scale"] = 3.0  # a wrong scale in the checkpoint must show up in the resumed run
+    torch.save(part, tmp_path / "part_bad.pt")
+    train(_cfg(run_dir, tmp_path / "part", amp="fp16", **short), progress=False)
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=False)
+    assert b["scaler"] == a["scaler"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    bad = train(_cfg(run_dir, tmp_path / "bad", amp="fp16", **short), progress=False, resume=tmp_path / "part_bad.pt")
+    c = torch.load(tmp_path / "bad" / "last.pt", weights_only=False)
+    assert bad.resumed_from == 4 and c["scaler"]["scale"] != a["scaler"]["scale"]
+    # a full-precision run of the same config differs: autocast was really on
+    fp32 = torch.load(train(_cfg(run_dir, tmp_path / "fp32", amp="off", **short), progress=False).out / "last.pt",
+                      weights_only=False)
+    assert fp32["scaler"] == {} and any(not torch.equal(a["model"][k], fp32["model"][k]) for k in a["model"])
 
 
 def test_init_fine_tunes_from_weights_with_a_fresh_schedule(run_dir, tmp_path):

@@ -34,10 +34,12 @@ import click
 @click.option("--val-max", type=click.IntRange(min=1), default=32, show_default=True,
               help="Validate on the first N pairs.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--no-amp", is_flag=True, help="Full precision on CUDA.")
+@click.option("--amp", "amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto",
+              show_default=True, help="Mixed precision: auto = bf16 (or fp16 with loss scaling) on CUDA, off on CPU.")
+@click.option("--no-amp", is_flag=True, help="Same as --amp off.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(data, recipe, source, size, val, out, iters, resume, init, preset, width, batch_size, crop, loss, lr, weight_decay,
-          grad_clip, workers, seed, val_every, ckpt_every, val_max, device, no_amp, no_progress):
+          grad_clip, workers, seed, val_every, ckpt_every, val_max, device, amp, no_amp, no_progress):
     """Train a restoration model on blursynth pairs; continues RUN/last.pt when present."""
     from ..cli import parse_size
     from .loop import TrainConfig
@@ -49,7 +51,8 @@ def train(data, recipe, source, size, val, out, iters, resume, init, preset, wid
         cfg = TrainConfig(data=data or "", out=out, iters=iters, val=val, preset=preset, width=width,
                           batch_size=batch_size, crop=crop, loss=loss, lr=lr, min_lr=min(1e-7, lr),
                           weight_decay=weight_decay, grad_clip=grad_clip, workers=workers, seed=seed,
-                          val_every=val_every, ckpt_every=ckpt_every, val_max=val_max, amp=not no_amp,
+                          val_every=val_every, ckpt_every=ckpt_every, val_max=val_max,
+                          amp="off" if no_amp else amp,
                           device=device)
         train_set = None
         if recipe is not None:

@@ -1,5 +1,5 @@
-"""The training loop: NAFNet-style model, L1 or PSNR loss, AdamW, cosine schedule, gradient clipping, AMP on
-CUDA, checkpoints with auto-resume, validation PSNR/SSIM logged as CSV and drawn as a PNG.
+"""The training loop: NAFNet-style model, L1 or PSNR loss, AdamW, cosine schedule, gradient clipping, mixed
+precision (AMP: on CUDA by default, on request on the CPU), checkpoints with auto-resume, validation PSNR/SSIM logged as CSV and drawn as a PNG.
 
 Reproducibility: the model's initial weights come from ``torch.manual_seed(seed)``; batch ``k`` of epoch ``e``
 is a pure function of (seed, e, k) (a seeded permutation per epoch, and the dataset's own crops keyed by its
@@ -42,6 +42,20 @@ TRAIN_CSV = ["step", "loss", "psnr", "lr", "it_s"]
 VAL_CSV = ["step", "psnr", "ssim", "psnr_input", "ssim_input"]
 
 
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of an ``amp`` mode on ``device`` (None: full precision). "auto" is bfloat16 on a CUDA
+    device that supports it, float16 on an older one, and off on the CPU (autocast there is slower than float32
+    on most CPUs)."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+
+
 @dataclass
 class TrainConfig:
     """Everything a run depends on (written to ``config.json`` and into every checkpoint).
@@ -60,7 +74,9 @@ class TrainConfig:
         seed: model initialisation, batch order and crop randomness.
         val_every, ckpt_every, log_every: in steps; validation and a checkpoint also at the last step.
         val_max: validate on at most this many samples (the first ones).
-        amp: mixed precision on CUDA (bfloat16 where supported, else float16 with loss scaling); no effect on CPU.
+        amp: mixed precision (``AMP_MODES``): "auto" (CUDA: bfloat16 where supported, else float16 with loss
+            scaling; CPU: off), "off", "bf16", or "fp16" (float16 autocast with a dynamic loss scale, on either
+            device). True / False (older configs) read as "auto" / "off".
         device: "auto" (CUDA when available), "cpu" or "cuda[:N]".
     """
 
@@ -84,7 +100,7 @@ class TrainConfig:
     ckpt_every: int = 500
     log_every: int = 10
     val_max: int = 32
-    amp: bool = True
+    amp: str = "auto"
     device: str = "auto"
 
     def __post_init__(self):
@@ -102,6 +118,10 @@ class TrainConfig:
         if self.workers < 0 or self.seed < 0 or self.grad_clip < 0:
             raise ValueError("workers, seed and grad_clip must be >= 0")
         self.betas = tuple(float(b) for b in self.betas)
+        if isinstance(self.amp, bool):
+            self.amp = "auto" if self.amp else "off"
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -187,10 +207,9 @@ def train(cfg: TrainConfig, train_set: Dataset | None = None, val_set: Dataset |
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.preset, cfg.width).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
-    amp_dtype = None
-    if cfg.amp and device.type == "cuda":
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    autocast_dtype = amp_dtype(cfg.amp, device)
+    # float16's narrow range needs the loss scaled (and the scale adapted) so small gradients do not flush to 0
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
 
     step = 0
     if init is not None and resume is not None:
@@ -239,7 +258,7 @@ def train(cfg: TrainConfig, train_set: Dataset | None = None, val_set: Dataset |
                 lr = cosine_lr(step, cfg.iters, cfg.lr, cfg.min_lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     pred = model(blur)
                 loss = loss_fn(pred.float(), sharp)
                 if not torch.isfinite(loss):
