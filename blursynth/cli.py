@@ -79,11 +79,17 @@ def main(verbose: int) -> None:
               help="Ray workers on this machine (default: all cores); 0 runs in-process, for debugging.")
 @click.option("--address", default=None, help="Join an existing Ray cluster (auto or HOST:PORT); --out must be "
               "visible to every node.")
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda[:N]|auto",
+              help="Where render, camera and events run: cpu (numba), cuda (csrc/ kernels; with Ray each worker "
+                   "uses the GPU Ray gives it), cuda:N (in-process, --workers 0), auto (cuda when it can run here).")
+@click.option("--gpu-workers", type=click.IntRange(min=1), default=None,
+              help="With --device cuda and Ray: workers sharing each GPU, 1/K of it each (default: CPUs per GPU, "
+                   "at most 8).")
 @click.option("--resume", is_flag=True, help="Finish an interrupted run in --out (complete shards are kept).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipe and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, events, overrides, sam_checkpoint,
-             sam_model, workers, address, resume, dry_run, no_progress):
+             sam_model, workers, address, device, gpu_workers, resume, dry_run, no_progress):
     """Segmentation-based non-uniform blur: sharp/blurred pairs written to LMDB shards in OUT."""
     from .runner import RunError, run_generate
 
@@ -106,17 +112,30 @@ def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, 
 
         click.echo(yaml.safe_dump(resolved.to_dict(), sort_keys=False), nl=False)
         return
+    device = resolve_device_option(device, resolved.render.method)
     sam = _sam_options(source, sam_checkpoint, sam_model)
     command = "blursynth " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         if workers is None:
-            workers = 0 if address else (os.cpu_count() or 1)
+            workers = 0 if address or device.startswith("cuda:") else (os.cpu_count() or 1)
         summary = run_generate(resolved, source, num, out, seed=seed, shard_size=shard_size, resume=resume,
-                               command=command, progress=not no_progress, workers=workers, address=address, sam=sam)
+                               command=command, progress=not no_progress, workers=workers, address=address, sam=sam,
+                               device=device, gpu_workers=gpu_workers)
     except (RunError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     for line in summary.lines():
         click.echo(line)
+
+
+def resolve_device_option(device: str, method: str = "exact") -> str:
+    """--device of generate, events and video, checked before any work: "cpu", "cuda" or "cuda:N" (auto
+    resolved). A device that cannot run here is a usage error (exit code 2) naming the reason."""
+    from .cuda import resolve_device
+
+    try:
+        return resolve_device(device.strip().lower(), method)
+    except (ValueError, RuntimeError) as exc:
+        raise click.UsageError(f"--device {device}: {exc}") from exc
 
 
 def _sam_options(source: str, checkpoint: str | None, model: str | None) -> dict | None:

@@ -13,10 +13,15 @@ per-pixel sample levels (render/exact.py: footprints, per-sample homographies) r
 next to the integral. Several scenes of one size render in one launch (`render_batch`).
 
 Entry points take `device` ("cpu" or "cuda"/"cuda:N"); "cpu" runs the numba path and returns numpy.
+
+The commands reach this through `--device` (`resolve_device`, checked before any work): `generate` renders a
+batch of samples per launch and keeps each exposure on the GPU through the camera and its events
+(`generate.make_samples`, `scene_events`); `events` simulates through `simulate_frames`.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,14 +70,52 @@ def unavailable_reason() -> str | None:
 
 def check_device(device: str) -> str:
     """Validate a device name: "cpu", "cuda" or "cuda:N" (ValueError otherwise, RuntimeError when CUDA is asked
-    for and cannot run here). Returns it."""
+    for and cannot run here, or N is not a visible device). Returns it."""
     if device != "cpu" and device != "cuda" and not (device.startswith("cuda:") and device[5:].isdigit()):
         raise ValueError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
     if device != "cpu":
         reason = unavailable_reason()
         if reason is not None:
             raise RuntimeError(f"device {device!r} asked for but the CUDA kernels cannot run here: {reason}")
+        if device.startswith("cuda:"):
+            import torch
+
+            if int(device[5:]) >= torch.cuda.device_count():
+                raise RuntimeError(f"device {device!r} asked for but torch sees {torch.cuda.device_count()} CUDA "
+                                   "device(s)")
     return device
+
+
+CUDA_METHODS = ("exact",)
+"""Render methods with a CUDA kernel (render.method)."""
+
+
+def resolve_device(device: str, method: str = "exact") -> str:
+    """The device a command runs its kernels on, checked before any work starts.
+
+    Args:
+        device: "cpu", "cuda", "cuda:N" or "auto" (cuda when the CUDA kernels can run here and have `method`,
+            else cpu).
+        method: the recipe's render.method; on a CUDA device only CUDA_METHODS exist.
+    Returns:
+        "cpu", "cuda" or "cuda:N".
+    Raises:
+        ValueError: an unknown device name, or a render method without a CUDA kernel on a CUDA device.
+        RuntimeError: CUDA asked for and unusable here; the message says why (`unavailable_reason`).
+    """
+    if device == "auto":
+        chosen = "cuda" if method in CUDA_METHODS and available() else "cpu"
+        log.info("--device auto: %s (%s)", chosen, unavailable_reason() or f"render.method={method}")
+        return chosen
+    if device != "cpu" and method not in CUDA_METHODS:
+        raise ValueError(f"render.method={method!r} has no CUDA kernel (only {', '.join(CUDA_METHODS)}): use "
+                         f"--device cpu, or --set render.method=exact")
+    return check_device(device)
+
+
+def device_kind(device: str) -> str:
+    """"cpu" or "cuda": the part of a device name that can change the bytes written (which GPU does not)."""
+    return "cpu" if device == "cpu" else "cuda"
 
 
 def cache_dir() -> Path:
@@ -527,6 +570,159 @@ def _simulate_block(frames, t_s, state: CudaEventState, cpos, cneg, log_eps, ref
     return {"t": ev_t[order], "x": ev_x[order], "y": ev_y[order], "p": ev_p[order]}
 
 
+# --------------------------------------------------------------------------------------------------------------
+# the stages of a generated sample's events on the device (events/exposure.py, events/frames.py)
+
+
+def to_gray(frames: "torch.Tensor") -> "torch.Tensor":
+    """events.frames.to_gray on a tensor: float32 (..., H, W) luminance of float32 (..., H, W, 3) linear RGB.
+
+    The same float32 operations in the same order as the numpy version (one product and one sum at a time, the
+    weights rounded to float32 first), so the result is bit-identical to it.
+    """
+    import torch
+
+    from .events.frames import REC709_LUMA
+
+    if frames.dim() < 3 or frames.shape[-1] != 3:
+        return frames.to(torch.float32)
+    r, g, b = REC709_LUMA
+    x = frames.to(torch.float32)
+    y = x[..., 0] * r
+    y += x[..., 1] * g
+    y += x[..., 2] * b
+    return y
+
+
+def downscale(frames: "torch.Tensor", scale: int) -> "torch.Tensor":
+    """events.frames.downscale on a tensor: float32 (N, H // s, W // s) means of s x s blocks, summed in float64
+    (exact for the block sums of these images, so equal to the numpy version)."""
+    import torch
+
+    if not (isinstance(scale, (int, np.integer)) and scale >= 1):
+        raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
+    if scale == 1:
+        return frames
+    h, w = frames.shape[-2:]
+    hs, ws = h // scale, w // scale
+    if hs == 0 or ws == 0:
+        raise ValueError(f"frames of {w}x{h} are smaller than the event scale {scale}")
+    blocks = frames[..., :hs * scale, :ws * scale].reshape(frames.shape[:-2] + (hs, scale, ws, scale))
+    return blocks.to(torch.float64).mean(dim=(-3, -1)).to(torch.float32)
+
+
+def simulate_frames(frames, t_s, *, threshold_pos: float = 0.2, threshold_neg: float = 0.2, log_eps: float = 1e-3,
+                    refractory_s: float = 0.0, noise=None, rng: np.random.Generator | None = None,
+                    random_reference: bool = False, state=None, time_unit: str = "us", device: str = "cuda"):
+    """events.simulate with all its arguments, on `device`: the same events, in the same order.
+
+    An ideal sensor runs on the GPU (frames and the per-pixel state stay there, state a CudaEventState). The
+    start of a stream (its reference, and a random reference drawn from `rng` as the CPU does) is set on the host
+    from the first frame. A noise model (events.NoiseModel, not ideal) has no CUDA kernel: its frames are moved
+    to the host and events.simulate runs there (the state is then an EventState).
+
+    Args:
+        frames: float32 (N, H, W) linear intensity, numpy or a tensor on the device.
+        t_s: float64 (N,) seconds. Others as events.simulate.
+    Returns:
+        (events EVENT_DTYPE (M,) numpy, state).
+    """
+    from .events import simulate as simulate_cpu
+
+    noisy = noise is not None and not noise.is_ideal
+    kw = dict(threshold_pos=threshold_pos, threshold_neg=threshold_neg, log_eps=log_eps, refractory_s=refractory_s,
+              time_unit=time_unit)
+    if device == "cpu" or noisy or isinstance(state, EventState) and state.noise is not None:
+        host = frames.cpu().numpy() if hasattr(frames, "cpu") else np.asarray(frames)
+        if isinstance(state, CudaEventState):
+            state = state.cpu()
+        return simulate_cpu(host, t_s, noise=noise, rng=rng, random_reference=random_reference, state=state, **kw)
+    t_s = np.ascontiguousarray(t_s, dtype=np.float64)
+    if state is None:
+        if len(frames) == 0:
+            raise ValueError("the first call needs at least one frame to start the reference")
+        if random_reference and rng is None:
+            raise ValueError("random_reference needs rng (a numpy Generator)")
+        first = frames[0].cpu().numpy() if hasattr(frames, "cpu") else np.asarray(frames[0])
+        state = EventState.from_frame(first, t_s[0], log_eps)
+        if random_reference:
+            # as events.simulate draws it: one uniform per pixel from the stream's rng
+            state.ref_log -= rng.uniform(0.0, 1.0, state.ref_log.shape) * (threshold_pos + threshold_neg) \
+                - threshold_neg
+        frames, t_s = frames[1:], t_s[1:]
+    return simulate_cuda(frames, t_s, state=state, device=device, **kw)
+
+
+def scene_events(scene: Scene, cfg, rng: np.random.Generator, device: str = "cuda") -> tuple[np.ndarray, dict]:
+    """events.exposure.scene_events on `device`: the latent frames of the exposure and the gap rendered on the
+    GPU (one launch per chunk of frames), turned to luminance and downscaled there, and simulated there; only the
+    events come back. Same events and meta as the CPU function (the latent frames are bit-identical to numba's;
+    csrc/README.md)."""
+    from .events.exposure import scene_events as events_of
+
+    return events_of(scene, cfg, rng, None if device == "cpu" else _EventBackend(device))
+
+
+class _EventBackend:
+    """events.exposure.EventBackend on a CUDA device: frames stay on it, the events come back."""
+
+    def __init__(self, device: str):
+        import torch
+
+        self.device = device
+        self.concatenate = torch.cat
+
+    def latent(self, scene: Scene) -> "_LatentFrames":
+        return _LatentFrames(scene, self.device)
+
+    to_gray = staticmethod(to_gray)
+    downscale = staticmethod(downscale)
+
+    def simulate(self, frames, t_s, **kw):
+        return simulate_frames(frames, t_s, device=self.device, **kw)
+
+
+class _LatentFrames:
+    """A scene's layers uploaded once; calling it renders float32 (N, H, W, 3) latent images at normalized times
+    on the device (latent_frames without the upload per call)."""
+
+    def __init__(self, scene: Scene, device: str):
+        check_device(device)
+        self.scene = scene
+        self.device = device
+        self.packed = pack_layers(scene)
+        self.layers = _upload_layers([self.packed], device)
+
+    def __call__(self, times) -> "torch.Tensor":
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        if times.size == 0 or times.min() < 0.0 or times.max() > 1.0:
+            raise ValueError("times must be a non-empty sequence in [0, 1]")
+        return _sharp_maps(self.layers, [self.packed] * len(times), [self.scene] * len(times), list(times),
+                           self.device, with_map=False, shared_layers=True)[0]
+
+
+def blur_stats(blur_map) -> dict:
+    """The sample meta's blur_px from a blur map's magnitude channel: mean, 95th percentile (linear
+    interpolation, as numpy.percentile) and max, in pixels. blur_map: float32 (H, W, 3), numpy or a tensor (the
+    statistics are reduced where it lies; three numbers come back)."""
+    if isinstance(blur_map, np.ndarray):
+        magnitude = blur_map[..., 2]
+        return {"mean": float(magnitude.mean()), "p95": float(np.percentile(magnitude, 95)),
+                "max": float(magnitude.max())}
+    import torch
+
+    magnitude = blur_map[..., 2].reshape(-1).to(torch.float64)
+    # torch.quantile refuses more than 2^24 values; the sorted tensor gives the same interpolation
+    ordered = torch.sort(magnitude).values
+    pos = 0.95 * (len(ordered) - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(ordered) - 1)
+    p95 = ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+    values = torch.stack([magnitude.mean(), p95, ordered[-1]]).cpu().numpy()
+    return {"mean": float(values[0]), "p95": float(values[1]), "max": float(values[2])}
+
+
 __all__ = ["available", "unavailable_reason", "check_device", "extension", "render", "render_batch",
            "render_exact_cuda", "latent_frames", "plan_exact", "apply_camera", "encode_u8", "simulate",
-           "simulate_cuda", "CudaExposure", "CudaEventState", "ExactPlan"]
+           "simulate_cuda", "simulate_frames", "scene_events", "to_gray", "downscale", "blur_stats",
+           "resolve_device", "device_kind", "CUDA_METHODS", "CudaExposure", "CudaEventState", "ExactPlan"]

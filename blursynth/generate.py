@@ -29,13 +29,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Sample:
-    """A finished sample: uint8 RGB images, the linear blur map, its meta, and its events (EVENT_DTYPE, t in us
-    from the exposure start) when the recipe asks for them."""
+    """A finished sample: uint8 RGB images, the linear blur map (float32 (H, W, 3); from a GPU worker float16, and
+    None when the recipe does not store it), its meta, and its events (EVENT_DTYPE, t in us from the exposure
+    start) when the recipe asks for them."""
 
     index: int
     sharp: np.ndarray
     blur: np.ndarray
-    blur_map: np.ndarray
+    blur_map: np.ndarray | None
     meta: dict
     events: np.ndarray | None = None
 
@@ -65,25 +66,88 @@ class Timings:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-def make_sample(recipe: Recipe, source: Source, seed: int, index: int, timings: Timings | None = None) -> Sample | Skip:
-    """Generate sample `index` of the run with global `seed`; a bad input gives a Skip with its reason."""
-    timings = timings or Timings()
-    made = make_scene(recipe, source, seed, index, timings)
-    if isinstance(made, Skip):
-        return made
-    item, camera, scene, scene_params = made
-    with timings.stage("render"):
-        exposure = render(scene, method=recipe.render.method, reference_time=recipe.render.reference_time,
-                          max_samples=recipe.render.max_samples, kernel_size=recipe.render.kernel_size)
-    with timings.stage("camera"):
-        blur, sharp = apply_camera(exposure.blur, exposure.sharp, camera, stage_rng(seed, index, "noise"))
-    events = events_meta = None
-    if recipe.events.enabled:
-        from .events.exposure import scene_events
+RENDER_BATCH = 8
+"""Samples a GPU worker renders in one launch (write_shard's `batch` in the Ray runner's CUDA workers): enough to
+fill a GPU with 1280x720 scenes, few enough that their float32 images (about 33 MB per sample) stay small."""
 
-        with timings.stage("events"):
-            events, events_meta = scene_events(scene, recipe.events, stage_rng(seed, index, "events"))
-    magnitude = exposure.blur_map[..., 2]
+
+def make_sample(recipe: Recipe, source: Source, seed: int, index: int, timings: Timings | None = None,
+                device: str = "cpu") -> Sample | Skip:
+    """Generate sample `index` of the run with global `seed`; a bad input gives a Skip with its reason.
+
+    device: where the render, camera and event kernels run: "cpu" (numba) or "cuda"/"cuda:N" (csrc/ through
+    blursynth.cuda; the same sample within csrc/README.md's tolerances).
+    """
+    return make_samples(recipe, source, seed, [index], timings, device)[0]
+
+
+def make_samples(recipe: Recipe, source: Source, seed: int, indices, timings: Timings | None = None,
+                 device: str = "cpu") -> list[Sample | Skip]:
+    """make_sample over several indices, their exposures rendered together.
+
+    On a CUDA device the scenes of one size render in one launch (cuda.render_batch) and each exposure stays on
+    the GPU through the camera and the events: what comes back is the uint8 images, the events, three blur
+    statistics and, when the recipe stores it, the blur map as float16. Every sample is the same function of
+    (recipe, source, seed, index) as made alone, whatever the batch.
+
+    Returns:
+        one Sample or Skip per index, in the order of `indices`.
+    """
+    timings = timings or Timings()
+    made = {index: make_scene(recipe, source, seed, index, timings) for index in indices}
+    todo = [index for index in indices if not isinstance(made[index], Skip)]
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for index in todo:
+        by_size.setdefault(made[index][2].size, []).append(index)
+    results = dict(made)
+    for group in by_size.values():
+        with timings.stage("render"):
+            exposures = _render_all([made[i][2] for i in group], recipe, device)
+        for index, exposure in zip(group, exposures):
+            results[index] = _finish_sample(recipe, seed, index, made[index], exposure, device, timings)
+    return [results[index] for index in indices]
+
+
+def _render_all(scenes: list, recipe: Recipe, device: str) -> list:
+    """Exposures of scenes of one size: render.Exposure (numpy) on the CPU, cuda.CudaExposure on a GPU."""
+    if device == "cpu":
+        return [render(scene, method=recipe.render.method, reference_time=recipe.render.reference_time,
+                       max_samples=recipe.render.max_samples, kernel_size=recipe.render.kernel_size)
+                for scene in scenes]
+    from . import cuda
+
+    return cuda.render_batch(scenes, method=recipe.render.method, reference_time=recipe.render.reference_time,
+                             max_samples=recipe.render.max_samples, device=device)
+
+
+def _finish_sample(recipe: Recipe, seed: int, index: int, made: tuple, exposure, device: str,
+                   timings: Timings) -> Sample:
+    """Camera, events and meta of one rendered sample (the exposure on `device`)."""
+    item, camera, scene, scene_params = made
+    events = events_meta = None
+    if device == "cpu":
+        with timings.stage("camera"):
+            blur, sharp = apply_camera(exposure.blur, exposure.sharp, camera, stage_rng(seed, index, "noise"))
+        if recipe.events.enabled:
+            from .events.exposure import scene_events
+
+            with timings.stage("events"):
+                events, events_meta = scene_events(scene, recipe.events, stage_rng(seed, index, "events"))
+        magnitude = exposure.blur_map[..., 2]
+        blur_px = {"mean": float(magnitude.mean()), "p95": float(np.percentile(magnitude, 95)),
+                   "max": float(magnitude.max())}
+        blur_map = exposure.blur_map
+    else:
+        from . import cuda
+
+        with timings.stage("camera"):
+            blur, sharp = cuda.apply_camera(exposure.blur, exposure.sharp, camera, stage_rng(seed, index, "noise"))
+        if recipe.events.enabled:
+            with timings.stage("events"):
+                events, events_meta = cuda.scene_events(scene, recipe.events, stage_rng(seed, index, "events"),
+                                                        device=device)
+        blur_px = cuda.blur_stats(exposure.blur_map)
+        blur_map = exposure.blur_map.half().cpu().numpy() if recipe.output.blur_map else None
     meta = {
         "index": index,
         "seed": seed,
@@ -95,13 +159,12 @@ def make_sample(recipe: Recipe, source: Source, seed: int, index: int, timings: 
         "camera": camera.to_meta(),
         "render": {"method": exposure.method, "samples": exposure.samples,
                    "reference_time": recipe.render.reference_time},
-        "blur_px": {"mean": float(magnitude.mean()), "p95": float(np.percentile(magnitude, 95)),
-                    "max": float(magnitude.max())},
+        "blur_px": blur_px,
         "blursynth": __version__,
     }
     if events_meta is not None:
         meta["events"] = events_meta
-    return Sample(index=index, sharp=sharp, blur=blur, blur_map=exposure.blur_map, meta=meta, events=events)
+    return Sample(index=index, sharp=sharp, blur=blur, blur_map=blur_map, meta=meta, events=events)
 
 
 def make_scene(recipe: Recipe, source: Source, seed: int, index: int, timings: Timings | None = None):
@@ -143,27 +206,32 @@ def encode_sample(sample: Sample, recipe: Recipe, timings: Timings | None = None
 
 
 def write_shard(recipe: Recipe, source: Source, seed: int, shard_index: int, indices: range | list[int],
-                out_dir: str | Path, progress=None, timings: Timings | None = None) -> tuple[ShardInfo, list[Skip]]:
+                out_dir: str | Path, progress=None, timings: Timings | None = None, device: str = "cpu",
+                batch: int = 1) -> tuple[ShardInfo, list[Skip]]:
     """Make every sample of one shard and write it under a temporary name, renamed when complete.
 
     Args:
         progress: optional callable(n_done: int, skipped: bool) called after each sample.
+        device: where the kernels run (make_sample).
+        batch: samples made together (make_samples; RENDER_BATCH on a GPU). The bytes do not depend on it.
     Returns:
         (ShardInfo, skips).
     """
     timings = timings or Timings()
     skips: list[Skip] = []
+    indices = list(indices)
+    batch = max(1, int(batch))
     with ShardWriter(Path(out_dir), shard_index) as writer:
-        for index in indices:
-            result = make_sample(recipe, source, seed, index, timings)
-            if isinstance(result, Skip):
-                log.warning("sample %d skipped: %s (%s)", index, result.reason, result.source_id)
-                skips.append(result)
-            else:
-                record = encode_sample(result, recipe, timings)
-                with timings.stage("write"):
-                    writer.put(index, record)
-            if progress is not None:
-                progress(1, isinstance(result, Skip))
+        for a in range(0, len(indices), batch):
+            for result in make_samples(recipe, source, seed, indices[a:a + batch], timings, device):
+                if isinstance(result, Skip):
+                    log.warning("sample %d skipped: %s (%s)", result.index, result.reason, result.source_id)
+                    skips.append(result)
+                else:
+                    record = encode_sample(result, recipe, timings)
+                    with timings.stage("write"):
+                        writer.put(result.index, record)
+                if progress is not None:
+                    progress(1, isinstance(result, Skip))
         info = writer.close()
     return info, skips

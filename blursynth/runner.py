@@ -14,7 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .generate import Timings, write_shard
+from .cuda import device_kind
+from .generate import RENDER_BATCH, Timings, write_shard
 from .recipe import Recipe
 from .sources import open_source
 from .store.manifest import Manifest
@@ -70,7 +71,8 @@ class RunSummary:
 
 def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, seed: int = 0, shard_size: int = 256,
                  resume: bool = False, command: str = "", progress: bool = True, workers: int = 0,
-                 address: str | None = None, sam: dict | None = None, sam_actors: int | None = None) -> RunSummary:
+                 address: str | None = None, sam: dict | None = None, sam_actors: int | None = None,
+                 device: str = "cpu", gpu_workers: int | None = None, kernels: str | None = None) -> RunSummary:
     """Generate `num` samples into `out`; see the module docstring.
 
     Args:
@@ -82,7 +84,15 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
         sam_actors: with Ray, run SAM in this many actors that hold the model (one GPU each when the cluster has
             GPUs) and send them the images; default one per GPU, or none (each worker loads its own model on
             the CPU) without GPUs.
-    Raises RunError before any work for a bad count, an unwritable or foreign `out`, or a different run there.
+        device: where render, camera and events run: "cpu", "cuda", "cuda:N" or "auto" (cuda.resolve_device).
+            With Ray and a CUDA device, shards go to GPU workers: Ray actors holding 1/`gpu_workers` of a GPU each
+            (see "GPU workers" below). The device kind (cpu or cuda) is part of the run's identity: the bytes differ
+            within csrc/README.md's tolerances, so a resume must use the same kind.
+        gpu_workers: GPU workers per GPU (default: default_gpu_workers).
+        kernels: internal switch for machines without a GPU (tests): run the code path of `device` (its Ray
+            resources, GPU actors and batches) with the kernels on this device instead ("cpu": numba).
+    Raises RunError before any work for a bad count, an unwritable or foreign `out`, a different run there, or a
+    device that cannot run here (the message names the reason).
     """
     if num < 1:
         raise RunError(f"--num must be at least 1, got {num}")
@@ -92,9 +102,10 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
         raise RunError(f"--seed must be non-negative, got {seed}")
     if workers < 0:
         raise RunError(f"--workers must be >= 0, got {workers}")
+    device, kernels = _check_device(device, kernels, recipe.render.method, workers, address, gpu_workers)
     source = open_source(source_spec, recipe.size, sam)
     out = Path(out)
-    extra = {"source": source_spec, "shard_size": shard_size}
+    extra = {"source": source_spec, "shard_size": shard_size, "device": device_kind(device)}
     if sam is not None:
         extra["sam"] = sam
     manifest = Manifest(recipe=recipe.to_dict(), seed=seed, num_requested=num, image_size=list(recipe.size),
@@ -109,11 +120,15 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
     start = time.perf_counter()
     bar = _Progress(remaining, progress)
 
-    def finished(shard: int, info: ShardInfo, skips: list[dict], node: str | None = None) -> None:
+    def finished(shard: int, info: ShardInfo, skips: list[dict], node: str | None = None,
+                 worker: dict | None = None) -> None:
         manifest.add_shard(info)
         if node is not None:
             # which Ray node made each shard: for debugging a cluster run (not part of the samples)
             manifest.extra.setdefault("shard_nodes", {})[info.name] = node
+        if worker is not None:
+            # the GPU share and GPU ids of the worker that made it (same purpose)
+            manifest.extra.setdefault("shard_workers", {})[info.name] = worker
         span = plan.indices(shard)
         kept = [s for s in manifest.skipped if not span.start <= s["index"] < span.stop]
         manifest.skipped = sorted(kept + skips, key=lambda s: s["index"])
@@ -121,18 +136,54 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
 
     try:
         if workers == 0 and address is None:
+            batch = 1 if device == "cpu" else RENDER_BATCH
             for shard in todo:
                 info, skips = write_shard(recipe, source, seed, shard, plan.indices(shard), out, progress=bar,
-                                          timings=timings)
+                                          timings=timings, device=kernels, batch=batch)
                 finished(shard, info, [s.to_dict() for s in skips])
-        else:
+        elif device == "cpu":
             _run_shards_on_ray(recipe, source_spec, sam, sam_actors, seed, [(s, plan.indices(s)) for s in todo], out,
                                workers, address, bar, timings, finished)
+        else:
+            _run_shards_on_gpus(recipe, source_spec, sam, sam_actors, seed, [(s, plan.indices(s)) for s in todo], out,
+                                workers, address, bar, timings, finished, gpu_workers, kernels,
+                                manifest.extra)
     finally:
         bar.close()
     return RunSummary(out=out, requested=num, written=manifest.num_written, skipped=manifest.skipped_by_reason(),
                       shards_done=len(todo), shards_reused=len(done), seconds=time.perf_counter() - start,
                       bytes=sum(s.nbytes for s in manifest.shards), stage_seconds=timings.seconds)
+
+
+def _check_device(device: str, kernels: str | None, method: str, workers: int, address: str | None,
+                  gpu_workers: int | None) -> tuple[str, str]:
+    """(device, kernels) for a run, checked before any work: the device resolved (cuda.resolve_device), and the
+    device the kernels run on (the same, unless the internal `kernels` switch says otherwise)."""
+    from .cuda import CUDA_METHODS, resolve_device
+
+    if gpu_workers is not None and gpu_workers < 1:
+        raise RunError(f"--gpu-workers must be at least 1, got {gpu_workers}")
+    try:
+        if kernels is None:
+            device = resolve_device(device, method)
+            kernels = device
+        else:
+            if device not in ("cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+                raise ValueError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+            if device != "cpu" and method not in CUDA_METHODS:
+                raise ValueError(f"render.method={method!r} has no CUDA kernel: use --device cpu")
+            kernels = resolve_device(kernels, method)
+    except (ValueError, RuntimeError) as exc:
+        raise RunError(str(exc)) from exc
+    if device.startswith("cuda:") and (workers > 0 or address is not None):
+        raise RunError(f"--device {device}: Ray workers use the GPU Ray gives each of them; pass --device cuda "
+                       f"(or --workers 0 to run in this process on {device})")
+    return device, kernels
+
+
+def _identity(manifest: Manifest) -> dict:
+    """The run's identity: the manifest's, and the device kind (runs before it were made on the CPU)."""
+    return {**manifest.identity(), "device": manifest.extra.get("device", "cpu")}
 
 
 def _prepare_out(out: Path, manifest: Manifest, resume: bool) -> Manifest:
@@ -151,8 +202,8 @@ def _prepare_out(out: Path, manifest: Manifest, resume: bool) -> Manifest:
             existing = Manifest.load(out)
         except Exception as exc:  # a damaged manifest is not ours to overwrite
             raise RunError(f"--out {out} holds a manifest.json that cannot be read ({exc}); choose another --out") from exc
-        if existing.identity() != manifest.identity():
-            differ = [k for k, v in existing.identity().items() if manifest.identity()[k] != v]
+        if _identity(existing) != _identity(manifest):
+            differ = [k for k, v in _identity(existing).items() if _identity(manifest)[k] != v]
             raise RunError(f"--out {out} already holds a different run (differs in: {', '.join(differ)}); "
                            "choose another --out or remove it")
         if not resume:
@@ -236,8 +287,9 @@ def _run_shards_on_ray(recipe: Recipe, source_spec: str, sam: dict | None, sam_a
             ray.shutdown()
 
 
-def _start_ray(workers: int, address: str | None):
-    """A local Ray on loopback with `workers` CPUs, or a connection to an existing cluster."""
+def _start_ray(workers: int, address: str | None, num_gpus: int | None = None):
+    """A local Ray on loopback with `workers` CPUs (and `num_gpus` GPUs; None: Ray's detection), or a connection
+    to an existing cluster."""
     import os
 
     if address is None:
@@ -251,7 +303,7 @@ def _start_ray(workers: int, address: str | None):
     kwargs = dict(include_dashboard=False, configure_logging=False, log_to_driver=False,
                   runtime_env={"env_vars": {**LOOPBACK_ENV, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}})
     if address is None:
-        ray.init(num_cpus=workers, object_store_memory=256 << 20, **kwargs)
+        ray.init(num_cpus=workers, num_gpus=num_gpus, object_store_memory=256 << 20, **kwargs)
     else:
         ray.init(address=address, **kwargs)
     return ray
@@ -287,6 +339,128 @@ def _shard_task(recipe_dict: dict, source_spec: str, sam: dict | None, segmenter
     info, skips = write_shard(recipe, source, seed, shard, indices, out,
                               progress=lambda n, skipped: counter.add.remote(n, skipped), timings=timings)
     return info.to_dict(), [s.to_dict() for s in skips], timings.seconds, ray.get_runtime_context().get_node_id()
+
+
+# --- GPU workers ------------------------------------------------------------------------------------------------
+# With a CUDA device every shard goes to a GPU worker: a Ray actor holding 1 CPU and 1/k of a GPU (k workers per
+# GPU, --gpu-workers), which keeps its CUDA context and the loaded extension across shards and renders
+# RENDER_BATCH samples per launch. Ray gives each actor its GPU through CUDA_VISIBLE_DEVICES, so "cuda" in the
+# actor is its GPU. No shard runs on the CPU kernels beside them: the bytes of a run come from one kind of device.
+# A worker that dies mid-shard is restarted by Ray and the shard is given to a worker again (TASK_RETRIES times).
+
+# Default k: per sample the CPU stages (source decode, compose, the exact renderer's plan, PNG/QOI/zstd encode, LMDB
+# write) take longer than the GPU render, so one worker per GPU would leave it idle most of the time; k workers
+# share each GPU (1/k of it each, Ray's fractional GPUs): the cluster's CPUs per GPU, at most MAX_GPU_WORKERS (a
+# CUDA context and a batch take about 1 GB of GPU memory per worker). Not measured on a GPU yet.
+MAX_GPU_WORKERS = 8
+
+
+def default_gpu_workers(cpus: float, gpus: float) -> int:
+    """GPU workers per GPU when --gpu-workers is not given: CPUs per GPU, between 1 and MAX_GPU_WORKERS."""
+    if gpus <= 0:
+        return 1
+    return int(max(1, min(MAX_GPU_WORKERS, cpus // gpus)))
+
+
+def _run_shards_on_gpus(recipe: Recipe, source_spec: str, sam: dict | None, sam_actors: int | None, seed: int,
+                        shards: list[tuple[int, range]], out: Path, workers: int, address: str | None,
+                        progress: "_Progress", timings: Timings, finished, gpu_workers: int | None, kernels: str,
+                        extra: dict) -> None:
+    from collections import deque
+
+    num_gpus = None
+    if address is None and kernels != "cpu":
+        import torch
+
+        num_gpus = torch.cuda.device_count()
+    ray = _start_ray(workers, address, num_gpus)
+    try:
+        resources = ray.cluster_resources()
+        segmenters = _sam_actors(ray, sam, sam_actors)
+        gpus = resources.get("GPU", 0.0) - (len(segmenters) if resources.get("GPU", 0.0) else 0)
+        cpus = resources.get("CPU", 0.0)
+        if gpus <= 0:
+            raise RunError("--device cuda: the Ray cluster has no GPU left for the render workers "
+                           f"({resources.get('GPU', 0.0):g} GPUs, {len(segmenters)} held by SAM actors)")
+        per_gpu = gpu_workers or default_gpu_workers(cpus, gpus)
+        count = max(1, min(int(gpus * per_gpu + 1e-9), int(cpus), len(shards)))
+        share = round(1.0 / per_gpu, 4)  # Ray's resolution for fractional resources
+        extra["gpu_workers"] = {"count": count, "per_gpu": per_gpu, "gpu_share": share}
+        log.info("%d GPU workers, %g of a GPU each (%g GPUs, %g CPUs)", count, share, gpus, cpus)
+        counter = ray.remote(num_cpus=0)(_Counter).remote()
+        actor = ray.remote(num_cpus=1, num_gpus=share, max_restarts=TASK_RETRIES)(_GpuShardWorker)
+        idle = [actor.remote(kernels) for _ in range(count)]
+        queue = deque(shards)
+        tries: Counter = Counter()
+        running: dict = {}
+        recipe_dict = recipe.to_dict()
+        reported = 0
+        while queue or running:
+            while idle and queue:
+                worker = idle.pop()
+                shard, indices = queue.popleft()
+                ref = worker.make_shard.remote(recipe_dict, source_spec, sam, segmenters, seed, shard, list(indices),
+                                               str(out.resolve()), counter)
+                running[ref] = (worker, shard, indices)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+            done, skipped = ray.get(counter.get.remote())
+            progress(done - reported, skipped - progress.skipped)
+            reported = done
+            for ref in ready:
+                worker, shard, indices = running.pop(ref)
+                try:
+                    info, skips, seconds, node, assigned = ray.get(ref)
+                except ray.exceptions.RayActorError:
+                    # the worker died mid-shard (Ray restarts it): give the shard out again
+                    tries[shard] += 1
+                    if tries[shard] > TASK_RETRIES:
+                        raise
+                    log.warning("GPU worker died making shard %d; retrying it (%d/%d)", shard, tries[shard],
+                                TASK_RETRIES)
+                    queue.appendleft((shard, indices))
+                    idle.append(worker)
+                    continue
+                idle.append(worker)
+                for stage, value in seconds.items():
+                    timings.seconds[stage] = timings.seconds.get(stage, 0.0) + value
+                finished(shard, ShardInfo.from_dict(info), skips, node, assigned)
+    finally:
+        if address is None:
+            ray.shutdown()
+
+
+class _GpuShardWorker:
+    """Ray actor holding 1/k of a GPU: makes whole shards with the kernels on its GPU, RENDER_BATCH samples per
+    launch. `kernels` is "cuda" (the GPU Ray assigned it) or, on machines without a GPU, "cpu" (run_generate's
+    internal switch: the same actors, resources and batches with the numba kernels)."""
+
+    def __init__(self, kernels: str):
+        import cv2
+
+        cv2.setNumThreads(1)
+        self.kernels = kernels
+        if kernels != "cpu":
+            from .cuda import check_device
+
+            check_device(kernels)  # loads the extension now: a broken build fails at start, not mid-shard
+
+    def make_shard(self, recipe_dict: dict, source_spec: str, sam: dict | None, segmenters: list, seed: int,
+                   shard: int, indices: list[int], out: str, counter):
+        """One shard; returns (ShardInfo dict, skipped dicts, stage seconds, node id, {"resources": the actor's
+        Ray resources, "gpu_ids": its GPU ids})."""
+        import ray
+
+        from .recipe import recipe_from_dict
+
+        recipe = recipe_from_dict(recipe_dict)
+        source = _worker_source(source_spec, tuple(recipe.size), sam, segmenters)
+        timings = Timings()
+        info, skips = write_shard(recipe, source, seed, shard, indices, out,
+                                  progress=lambda n, skipped: counter.add.remote(n, skipped), timings=timings,
+                                  device=self.kernels, batch=RENDER_BATCH)
+        context = ray.get_runtime_context()
+        assigned = {"resources": context.get_assigned_resources(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
+        return info.to_dict(), [s.to_dict() for s in skips], timings.seconds, context.get_node_id(), assigned
 
 
 _SOURCES: dict = {}
@@ -418,7 +592,8 @@ def plan_clips(inputs: list[str | Path]) -> list:
 
 
 def run_video(recipe, inputs: list[str | Path], out: str | Path, seed: int = 0, resume: bool = False,
-              command: str = "", progress: bool = True, workers: int = 0, address: str | None = None) -> VideoSummary:
+              command: str = "", progress: bool = True, workers: int = 0, address: str | None = None,
+              device: str = "cpu", gpu_workers: int | None = None) -> VideoSummary:
     """Make blurred/sharp data from videos into `out` (format recipe.output.format); see the block comment above.
 
     Args:
@@ -426,7 +601,10 @@ def run_video(recipe, inputs: list[str | Path], out: str | Path, seed: int = 0, 
         inputs: video files and/or folders of videos.
         workers: 0 makes every clip in this process; N >= 1 starts a local Ray with N CPUs on loopback only, one
             clip per task. address: join an existing Ray cluster instead.
-    Raises RunError before any work for bad arguments, an unusable `out`, or a different run there.
+        device: "cpu", "cuda", "cuda:N" or "auto": where the clip's GPU stages run (video_device_stages); with Ray
+            and a CUDA device each clip task holds 1/`gpu_workers` of a GPU. Part of the run's identity.
+    Raises RunError before any work for bad arguments, an unusable `out`, a different run there, or a device
+    that cannot run here.
     """
     from .video.recipe import MAX_CLIPS
 
@@ -434,6 +612,10 @@ def run_video(recipe, inputs: list[str | Path], out: str | Path, seed: int = 0, 
         raise RunError(f"--seed must be non-negative, got {seed}")
     if workers < 0:
         raise RunError(f"--workers must be >= 0, got {workers}")
+    device, _ = _check_device(device, None, "exact", workers, address, gpu_workers)
+    if device != "cpu" and not video_device_stages():
+        raise RunError(f"--device {device}: no stage of blursynth video runs on a GPU in this build "
+                       "(video/clip.py's make_clip takes no device)")
     clips = plan_clips(inputs)
     if len(clips) > MAX_CLIPS:
         raise RunError(f"at most {MAX_CLIPS} videos per run, got {len(clips)}")
@@ -441,7 +623,8 @@ def run_video(recipe, inputs: list[str | Path], out: str | Path, seed: int = 0, 
     size = list(recipe.resize) if recipe.resize else (list(recipe.crop[2:]) if recipe.crop else [])
     manifest = Manifest(recipe=recipe.to_dict(), seed=seed, num_requested=len(clips), image_size=size,
                         codec=recipe.output.codec, command=command,
-                        extra={"kind": "video", "source": [c.path for c in clips], "shard_size": None, "clips": {}})
+                        extra={"kind": "video", "source": [c.path for c in clips], "shard_size": None, "clips": {},
+                               "device": device_kind(device)})
     manifest = _prepare_out(out, manifest, resume)
     for stale in list(out.glob(".tmp-*")) + list(out.glob("*.tmp")):
         if stale.is_dir():
@@ -473,9 +656,10 @@ def run_video(recipe, inputs: list[str | Path], out: str | Path, seed: int = 0, 
             from .video.clip import make_clip
 
             for clip in todo:
-                finished(make_clip(recipe, clip, out, seed, progress=bar, timings=Timings()).to_dict())
+                finished(make_clip(recipe, clip, out, seed, progress=bar, timings=Timings(),
+                                   **_clip_device(device)).to_dict())
         else:
-            _run_clips_on_ray(recipe, todo, out, seed, workers, address, bar, finished)
+            _run_clips_on_ray(recipe, todo, out, seed, workers, address, bar, finished, device, gpu_workers)
     finally:
         bar.close()
     kept = [records[c.name] for c in clips if c.name in records]
@@ -523,14 +707,41 @@ def _output_bytes(out: Path, fmt: str, manifest: Manifest) -> int:
     return total
 
 
+def video_device_stages() -> bool:
+    """Whether video/clip.py's make_clip takes a `device` (its event simulation on the GPU)."""
+    import inspect
+
+    from .video.clip import make_clip
+
+    return "device" in inspect.signature(make_clip).parameters
+
+
+def _clip_device(device: str) -> dict:
+    # make_clip's device argument only when it is not the CPU (a make_clip without one is all CPU)
+    return {} if device == "cpu" else {"device": device}
+
+
 def _run_clips_on_ray(recipe, clips: list, out: Path, seed: int, workers: int, address: str | None,
-                      progress: "_Progress", finished) -> None:
-    ray = _start_ray(workers, address)
+                      progress: "_Progress", finished, device: str = "cpu", gpu_workers: int | None = None) -> None:
+    num_gpus = None
+    if address is None and device != "cpu":
+        import torch
+
+        num_gpus = torch.cuda.device_count()
+    ray = _start_ray(workers, address, num_gpus)
     try:
         counter = ray.remote(num_cpus=0)(_Counter).remote()
-        task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_clip_task)
+        options = dict(num_cpus=1, max_retries=TASK_RETRIES)
+        if device != "cpu":
+            # clip tasks on a GPU: 1/k of one each (see "GPU workers")
+            resources = ray.cluster_resources()
+            if resources.get("GPU", 0.0) <= 0:
+                raise RunError(f"--device {device}: the Ray cluster has no GPU")
+            per_gpu = gpu_workers or default_gpu_workers(resources.get("CPU", 0.0), resources["GPU"])
+            options["num_gpus"] = round(1.0 / per_gpu, 4)
+        task = ray.remote(**options)(_clip_task)
         recipe_dict = recipe.to_dict()
-        pending = [task.remote(recipe_dict, (c.ordinal, c.name, c.path), str(out.resolve()), seed, counter)
+        pending = [task.remote(recipe_dict, (c.ordinal, c.name, c.path), str(out.resolve()), seed, counter, device)
                    for c in clips]
         reported = 0
         while pending:
@@ -545,8 +756,8 @@ def _run_clips_on_ray(recipe, clips: list, out: Path, seed: int, workers: int, a
             ray.shutdown()
 
 
-def _clip_task(recipe_dict: dict, clip: tuple, out: str, seed: int, counter) -> dict:
-    """Ray task: make one clip; returns its ClipResult as a dict."""
+def _clip_task(recipe_dict: dict, clip: tuple, out: str, seed: int, counter, device: str = "cpu") -> dict:
+    """Ray task: make one clip; returns its ClipResult as a dict. device: "cuda" is the GPU Ray gave the task."""
     import cv2
 
     from .video.clip import Clip, make_clip
@@ -554,5 +765,6 @@ def _clip_task(recipe_dict: dict, clip: tuple, out: str, seed: int, counter) -> 
 
     cv2.setNumThreads(1)
     result = make_clip(video_recipe_from_dict(recipe_dict), Clip(*clip), out, seed,
-                       progress=lambda n, skipped: counter.add.remote(n, skipped), timings=Timings())
+                       progress=lambda n, skipped: counter.add.remote(n, skipped), timings=Timings(),
+                       **_clip_device(device))
     return result.to_dict()

@@ -17,8 +17,10 @@
 #endif
 
 // Products that nvcc may not fuse into a following add (fused multiply-add rounds once, numba rounds twice):
-// used where the device must round exactly as the host (sample coordinates, event times, noise); the bilinear
-// weighted sums are left free to fuse (1 ulp).
+// used where the device must round exactly as the host: sample coordinates, the bilinear sums of bs_sample and
+// the sharp / latent image and blur map (so latent frames, and the events simulated from them, are bit-identical
+// to numba's), event times, noise. The exposure integral's fast paths in bs_composite are left free to fuse
+// (1 ulp per sample, within the stated tolerance).
 #ifdef __CUDA_ARCH__
 #define BS_DMUL(a, b) __dmul_rn((a), (b))
 #define BS_FMUL(a, b) __fmul_rn((a), (b))
@@ -54,8 +56,9 @@ BS_HD void bs_warp(const double* Hm, double x, double y, double* u, double* v) {
   const double cw = BS_DMUL(Hm[7], y) + Hm[8];
   if (Hm[6] == 0.0 && Hm[7] == 0.0) {
     const double inv_w = 1.0 / cw;
-    *u = (BS_DMUL(Hm[0], x) + cu) * inv_w;
-    *v = (BS_DMUL(Hm[3], x) + cv) * inv_w;
+    // rounded here, or nvcc may fuse the product into the caller's u - floor(u)
+    *u = BS_DMUL(BS_DMUL(Hm[0], x) + cu, inv_w);
+    *v = BS_DMUL(BS_DMUL(Hm[3], x) + cv, inv_w);
   } else {
     const double wz = BS_DMUL(Hm[6], x) + cw;
     *u = (BS_DMUL(Hm[0], x) + cu) / wz;
@@ -87,10 +90,12 @@ BS_HD void bs_sample(const BsLayers& Ls, int l, double u, double v, double rgba[
   if (x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h) {
     const int64_t i = (y0 * w + x0) * 4, j = i + (int64_t)w * 4;
     const double w00 = (1.0 - fx) * (1.0 - fy), w01 = fx * (1.0 - fy), w10 = (1.0 - fx) * fy, w11 = fx * fy;
-    const double a = w00 * buf[i + 3] + w01 * buf[i + 7] + w10 * buf[j + 3] + w11 * buf[j + 7];
+    const double a = BS_DMUL(w00, (double)buf[i + 3]) + BS_DMUL(w01, (double)buf[i + 7]) +
+                     BS_DMUL(w10, (double)buf[j + 3]) + BS_DMUL(w11, (double)buf[j + 7]);
     if (a == 0.0) return;  // premultiplied: no coverage, no colour
     for (int c = 0; c < 3; ++c)
-      rgba[c] = w00 * buf[i + c] + w01 * buf[i + 4 + c] + w10 * buf[j + c] + w11 * buf[j + 4 + c];
+      rgba[c] = BS_DMUL(w00, (double)buf[i + c]) + BS_DMUL(w01, (double)buf[i + 4 + c]) +
+                BS_DMUL(w10, (double)buf[j + c]) + BS_DMUL(w11, (double)buf[j + 4 + c]);
     rgba[3] = a;
     return;
   }
@@ -103,7 +108,7 @@ BS_HD void bs_sample(const BsLayers& Ls, int l, double u, double v, double rgba[
       if (xx < 0 || xx >= w) continue;
       const double wgt = wy * (dx ? fx : 1.0 - fx);
       const int64_t i = (yy * w + xx) * 4;
-      for (int c = 0; c < 4; ++c) rgba[c] += wgt * buf[i + c];
+      for (int c = 0; c < 4; ++c) rgba[c] += BS_DMUL(wgt, (double)buf[i + c]);
     }
   }
 }
@@ -221,20 +226,20 @@ BS_HD void bs_pixel_sharp_map(const BsLayers& Ls, const double* Hinv, const int3
       bs_sample(Ls, l, u, v, s);
     }
     if (s[3] == 0.0) continue;
-    for (int ch = 0; ch < 3; ++ch) c[ch] += trans * s[ch];
+    for (int ch = 0; ch < 3; ++ch) c[ch] += BS_DMUL(trans, s[ch]);
     if (blur_map) {
-      const double wgt = trans * s[3];
+      const double wgt = BS_DMUL(trans, s[3]);  // rounded before wsum += wgt
       const double* S = to_start + 9 * l;
       const double* E = to_end + 9 * l;
       if (S[6] == 0.0 && S[7] == 0.0 && S[8] == 1.0 && E[6] == 0.0 && E[7] == 0.0 && E[8] == 1.0) {
-        dx += wgt * ((E[0] - S[0]) * x + (E[1] - S[1]) * y + (E[2] - S[2]));
-        dy += wgt * ((E[3] - S[3]) * x + (E[4] - S[4]) * y + (E[5] - S[5]));
+        dx += BS_DMUL(wgt, BS_DMUL(E[0] - S[0], (double)x) + BS_DMUL(E[1] - S[1], (double)y) + (E[2] - S[2]));
+        dy += BS_DMUL(wgt, BS_DMUL(E[3] - S[3], (double)x) + BS_DMUL(E[4] - S[4], (double)y) + (E[5] - S[5]));
       } else {
         double sx, sy, ex, ey;
         bs_warp_plain(S, (double)x, (double)y, &sx, &sy);
         bs_warp_plain(E, (double)x, (double)y, &ex, &ey);
-        dx += wgt * (ex - sx);
-        dy += wgt * (ey - sy);
+        dx += BS_DMUL(wgt, ex - sx);
+        dy += BS_DMUL(wgt, ey - sy);
       }
       wsum += wgt;
     }
@@ -246,7 +251,7 @@ BS_HD void bs_pixel_sharp_map(const BsLayers& Ls, const double* Hinv, const int3
     dx /= wsum;
     dy /= wsum;
   }
-  const double m = sqrt(dx * dx + dy * dy);
+  const double m = sqrt(BS_DMUL(dx, dx) + BS_DMUL(dy, dy));
   blur_map[0] = m > 1e-9 ? (float)(dx / m) : 0.0f;
   blur_map[1] = m > 1e-9 ? (float)(dy / m) : 0.0f;
   blur_map[2] = (float)m;

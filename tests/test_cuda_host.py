@@ -2,9 +2,10 @@
 compared with the numba kernels it replaces: renderer, sharp image and blur map, ESIM events, camera noise and
 encode. Also compiles the .cu files with nvcc (no GPU needed) when nvcc exists.
 
-Tolerances (csrc/README.md): the renderer agrees with numba to 4e-6 of the largest radiance (numba keeps adding
-the back layer under a transmittance below 1e-6 where the shared code stops); the sharp image, events and camera
-are equal, the blur map equal to 1e-6 px.
+Tolerances (csrc/README.md): the renderer agrees with numba to 1e-5 of the largest radiance (numba keeps adding
+the back layer under a transmittance below 1e-6 where the shared code stops, and accumulates the samples in
+float32 where the shared code uses float64); the sharp image, events and camera are equal, the blur map equal to
+1e-6 px.
 """
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ from blursynth.scene import Layer, Scene
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
 CXX = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 # of the largest radiance: early exit below a transmittance of 1e-6 (numba keeps adding the back layer there)
-# plus float32 rounding of the running sum over at most ~40 samples in these scenes
-TOL_RENDER = 4e-6
+# plus float32 rounding of numba's running sums (float32 accumulators) over at most ~40 samples in these scenes:
+# measured up to 4.0e-6 on these scenes
+TOL_RENDER = 1e-5
 NVCC = shutil.which("nvcc") or next((p for p in ("/usr/local/cuda/bin/nvcc",) if os.path.exists(p)), None)
 
 
@@ -141,8 +143,9 @@ def test_render_matches_numba_on_random_scenes(host, seed, back_extends, samples
     ref = numba_render(packed, plan, width, height)
     assert ref.max() > 1.0  # saturated values pass through unclipped
     assert np.abs(ours - ref).max() <= TOL_RENDER * ref.max()
-    # and the plan is integrate_exact's own: a rotating background is gathered there too, so they agree
-    if back_extends:
+    # and the plan is integrate_exact's own: with a fixed sample count it gathers every pixel too, so they agree
+    # (with adaptive counts it may take a background no object reaches by a cheaper route)
+    if back_extends and samples is not None:
         blur, n = integrate_exact(packed, scene, samples)
         assert n == plan.samples
         assert np.abs(ours - blur).max() <= TOL_RENDER * blur.max()

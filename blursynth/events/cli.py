@@ -37,11 +37,17 @@ import click
 @click.option("--timestamps", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Folder input: file with one time in seconds per frame (default INPUT/timestamps.txt).")
 @click.option("--num", type=click.IntRange(min=1), default=None, help="Run input: only the first NUM samples.")
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda[:N]|auto",
+              help="Where the simulator (and, for a run, the latent frames) runs: cpu, cuda, cuda:N or auto (cuda "
+                   "when it can run here). Same events on either; a noise model runs on the CPU.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def events(input_path, out, fmt, threshold, threshold_neg, refractory_s, scale, noise, random_reference, seed,
-           latent, timestamps, num, no_progress):
+           latent, timestamps, num, device, no_progress):
     """Simulate event streams from INPUT (video file, folder of frames + timestamps, or generated run)."""
+    from ..cli import resolve_device_option
     from .driver import EventOptions, InputError, run_events
+
+    device = resolve_device_option(device)
 
     opts = EventOptions(threshold_pos=threshold, threshold_neg=threshold_neg if threshold_neg is not None
                         else threshold, refractory_s=refractory_s, scale=scale, noise=noise,
@@ -55,12 +61,12 @@ def events(input_path, out, fmt, threshold, threshold_neg, refractory_s, scale, 
     start = time.perf_counter()
     try:
         summary = run_events(Path(input_path), Path(out), fmt, opts, latent=latent, timestamps=timestamps, num=num,
-                             progress=not no_progress)
+                             progress=not no_progress, device=device)
     except (InputError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     seconds = time.perf_counter() - start
     click.echo(f"{summary['kind']} {input_path}: {summary['streams']} stream(s), {summary['events']} events "
-               f"({summary['frames']} frames simulated) in {seconds:.1f} s -> {out}")
+               f"({summary['frames']} frames simulated on {device}) in {seconds:.1f} s -> {out}")
     for skip in summary.get("skipped", []):
         click.echo(f"skipped {skip['index']}: {skip['reason']}")
     click.echo(f"summary: {Path(out) / 'events.json'}")

@@ -3,6 +3,7 @@ latent frames, simulate, write h5 / npz / GEM npz and a summary (events.json). S
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -46,15 +47,28 @@ class EventOptions:
 
 
 def run_events(input_path: Path, out: Path, fmt: str, opts: EventOptions, latent="auto", timestamps=None,
-               num: int | None = None, progress: bool = True) -> dict:
-    """Simulate INPUT into `out`; returns the summary dict (also written to out/events.json)."""
+               num: int | None = None, progress: bool = True, device: str = "cpu") -> dict:
+    """Simulate INPUT into `out`; returns the summary dict (also written to out/events.json).
+
+    device: "cpu", "cuda" or "cuda:N" (checked before anything is written; blursynth.cuda.resolve_device). On a
+    GPU the simulator runs there with its state kept there between chunks (cuda.simulate_frames: the same
+    events, in the same order); for a generated run the latent frames are rendered there too
+    (cuda.scene_events). A noise model other than ideal has no CUDA kernel and runs on the CPU.
+    """
     input_path = Path(input_path)
     if not input_path.exists():
         raise InputError(f"input not found: {input_path}")
+    if device != "cpu":
+        from ..cuda import check_device
+
+        try:
+            check_device(device)
+        except RuntimeError as exc:
+            raise InputError(str(exc)) from exc
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if input_path.is_dir() and (input_path / "manifest.json").is_file():
-        summary = _run_dir(input_path, out, fmt, opts, num, progress)
+        summary = _run_dir(input_path, out, fmt, opts, num, progress, device)
     else:
         if fmt == "gem":
             raise InputError("--format gem writes per-sample npz with blurred frames: it needs a generated run "
@@ -65,23 +79,30 @@ def run_events(input_path: Path, out: Path, fmt: str, opts: EventOptions, latent
         else:
             frames, n = _video_frames(input_path, latent)
             kind = "video"
-        summary = _simulate_stream(frames, n, out, fmt, opts, kind, progress)
+        summary = _simulate_stream(frames, n, out, fmt, opts, kind, progress, device)
     summary["options"] = dataclasses.asdict(opts)
+    summary["device"] = "cpu" if device == "cpu" else "cuda"
     (out / "events.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def _simulate_stream(frames, n_hint, out, fmt, opts, kind, progress) -> dict:
+def _simulate_stream(frames, n_hint, out, fmt, opts, kind, progress, device="cpu") -> dict:
     """Simulate a stream of (gray linear frame chunk (k, H, W), times (k,)) and write it as one file."""
     from tqdm import tqdm
 
     kw = opts.simulate_kwargs()
+    step = simulate
+    if device != "cpu":
+        from ..cuda import simulate_frames
+
+        step = functools.partial(simulate_frames, device=device)  # the same arguments, on the GPU
+
     scale = opts.scale or 1
     state, parts, n_frames, size = None, [], 0, None
     with tqdm(total=n_hint, unit="frame", desc="events", disable=not progress, leave=False) as bar:
         for chunk, t_s in frames:
             small = downscale(chunk, scale)
-            ev, state = simulate(small, t_s, state=state, **kw)
+            ev, state = step(small, t_s, state=state, **kw)
             parts.append(ev)
             n_frames += len(chunk)
             size = small.shape[1:]
@@ -171,7 +192,8 @@ def _folder_frames(folder: Path, timestamps):
     return chunks(), len(files)
 
 
-def _run_dir(run: Path, out: Path, fmt: str, opts: EventOptions, num: int | None, progress: bool) -> dict:
+def _run_dir(run: Path, out: Path, fmt: str, opts: EventOptions, num: int | None, progress: bool,
+             device: str = "cpu") -> dict:
     """Per-sample event files for a generated run, re-derived from its recipe, seed and indices."""
     from tqdm import tqdm
 
@@ -182,7 +204,7 @@ def _run_dir(run: Path, out: Path, fmt: str, opts: EventOptions, num: int | None
     from ..store.codec import decode_image
     from ..store.manifest import Manifest
     from ..store.shard import ShardReader
-    from .exposure import scene_events
+    from ..cuda import scene_events
 
     manifest = Manifest.load(run)
     data = json.loads(json.dumps(manifest.recipe))
@@ -213,7 +235,8 @@ def _run_dir(run: Path, out: Path, fmt: str, opts: EventOptions, num: int | None
                 skipped.append(made.to_dict())
                 bar.update(1)
                 continue
-            events, meta = scene_events(made[2], recipe.events, stage_rng(manifest.seed, index, "events"))
+            events, meta = scene_events(made[2], recipe.events, stage_rng(manifest.seed, index, "events"),
+                                        device=device)
             stem = out / f"{index:08d}"
             if fmt == "gem":
                 reader = readers.setdefault(shard, ShardReader(run / shard))

@@ -26,34 +26,39 @@ CHUNK_FRAMES = 16
 """Latent frames rendered and simulated at a time."""
 
 
-def scene_events(scene: Scene, cfg, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+def scene_events(scene: Scene, cfg, rng: np.random.Generator, backend: "EventBackend | None" = None
+                 ) -> tuple[np.ndarray, dict]:
     """Simulate the events of one generated exposure (and the gap after it).
 
     Args:
         scene: the sample's scene (as `render` takes it).
         cfg: recipe.EventsRecipe (thresholds, refractory, noise, scale, exposure_s, gap_s, samples, ...).
         rng: the sample's "events" stream (noise and random reference); unused for an ideal sensor.
+        backend: where the latent frames are rendered and simulated (default the CPU: numba kernels;
+            `cuda.scene_events` passes its GPU backend). The timeline and the meta are the same on every backend.
     Returns:
         (events EVENT_DTYPE (N,) sorted by t, t in us from the exposure start; meta dict: sensor size, scale,
         exposure and gap bounds in us, latent frame counts).
     """
+    b = backend or EventBackend()
     n = cfg.samples if cfg.samples > 0 else max(samples_for(scene, cfg.max_samples), 2)
     u_exposure = np.linspace(0.0, 1.0, n)
     m = math.ceil((n - 1) * cfg.gap_s / cfg.exposure_s - 1e-9) if cfg.gap_s > 0 else 0
     t_s = np.concatenate([u_exposure * cfg.exposure_s, cfg.exposure_s + np.arange(1, m + 1) / max(m, 1) * cfg.gap_s])
-    gap = gap_scene(scene, cfg.gap_s / cfg.exposure_s) if m else None
+    exposure = b.latent(scene)
+    gap = b.latent(gap_scene(scene, cfg.gap_s / cfg.exposure_s)) if m else None
     noise = NoiseModel(**cfg.noise.to_dict())
     state = None
     parts = []
     for a in range(0, n + m, CHUNK_FRAMES):
         idx = np.arange(a, min(a + CHUNK_FRAMES, n + m))
-        rgb = [latent_frames(scene, u_exposure[idx[idx < n]])] if np.any(idx < n) else []
+        rgb = [exposure(u_exposure[idx[idx < n]])] if np.any(idx < n) else []
         if np.any(idx >= n):
-            rgb.append(latent_frames(gap, (idx[idx >= n] - n + 1) / m))
-        gray = downscale(to_gray(np.concatenate(rgb)), cfg.scale)
-        ev, state = simulate(gray, t_s[idx], threshold_pos=cfg.threshold_pos, threshold_neg=cfg.threshold_neg,
-                             log_eps=cfg.log_eps, refractory_s=cfg.refractory_s, noise=noise, rng=rng,
-                             random_reference=cfg.random_reference, state=state)
+            rgb.append(gap((idx[idx >= n] - n + 1) / m))
+        gray = b.downscale(b.to_gray(b.concatenate(rgb)), cfg.scale)
+        ev, state = b.simulate(gray, t_s[idx], threshold_pos=cfg.threshold_pos, threshold_neg=cfg.threshold_neg,
+                               log_eps=cfg.log_eps, refractory_s=cfg.refractory_s, noise=noise, rng=rng,
+                               random_reference=cfg.random_reference, state=state)
         parts.append(ev)
     events = np.concatenate(parts) if parts else np.empty(0, EVENT_DTYPE)
     height, width = state.ref_log.shape
@@ -62,6 +67,20 @@ def scene_events(scene: Scene, cfg, rng: np.random.Generator) -> tuple[np.ndarra
             "end_us": int(round((cfg.exposure_s + cfg.gap_s) * 1e6)), "latent_exposure": int(n), "latent_gap": int(m),
             "on": int(np.count_nonzero(events["p"] > 0))}
     return events, meta
+
+
+class EventBackend:
+    """The operations `scene_events` runs, on the CPU: `latent(scene)` returns a function of normalized times ->
+    float32 (N, H, W, 3) latent images; then luminance, area downscaling, concatenation and the simulator (the
+    state it returns is carried to the next chunk; events come back as numpy EVENT_DTYPE)."""
+
+    def latent(self, scene: Scene):
+        return lambda times: latent_frames(scene, times)
+
+    to_gray = staticmethod(to_gray)
+    downscale = staticmethod(downscale)
+    concatenate = staticmethod(np.concatenate)
+    simulate = staticmethod(simulate)
 
 
 def gap_scene(scene: Scene, gap: float) -> Scene:

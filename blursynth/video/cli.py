@@ -51,16 +51,27 @@ def _latent(value: str) -> str:
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Ray workers on this machine (default: all cores, at most one per clip); 0 runs in-process.")
 @click.option("--address", default=None, help="Join an existing Ray cluster (auto or HOST:PORT).")
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda[:N]|auto",
+              help="Where the clip's GPU stages run (the event simulation with --events): cpu, cuda (with Ray, the "
+                   "GPU each task gets), cuda:N (--workers 0) or auto.")
+@click.option("--gpu-workers", type=click.IntRange(min=1), default=None,
+              help="With --device cuda and Ray: clip tasks sharing each GPU (default: CPUs per GPU, at most 8).")
 @click.option("--resume", is_flag=True, help="Finish an interrupted run in --out (finished clips are kept).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipe and the clips, and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def video(videos, out, recipe, fmt, fps, duty_cycle, latent, gamma, noise, shake, resize, crop, max_frames, window, flow_preset,
-          flow_scale, no_filters, events, overrides, seed, workers, address, resume, dry_run, no_progress):
+          flow_scale, no_filters, events, overrides, seed, workers, address, device, gpu_workers, resume, dry_run,
+          no_progress):
     """Blurred/sharp pairs from real VIDEOS (files or folders) by flow-interpolated exposures."""
-    from ..cli import parse_size
+    from ..cli import parse_size, resolve_device_option
     from ..recipe import RecipeError
-    from ..runner import RunError, plan_clips, run_video
+    from ..runner import RunError, plan_clips, run_video, video_device_stages
     from .recipe import load_video_recipe
+
+    device = resolve_device_option(device)
+    if device != "cpu" and not video_device_stages():
+        raise click.UsageError(f"--device {device}: no stage of blursynth video runs on a GPU in this build "
+                               "(video/clip.py's make_clip takes no device); use --device cpu")
 
     sets = []
     if fmt is not None:
@@ -117,11 +128,12 @@ def video(videos, out, recipe, fmt, fps, duty_cycle, latent, gamma, noise, shake
                 click.echo(f"clip {c.ordinal}: {c.name} <- {c.path}")
             return
         if workers is None:
-            workers = 0 if address else min(os.cpu_count() or 1, len(clips))
+            workers = 0 if address or device.startswith("cuda:") else min(os.cpu_count() or 1, len(clips))
             workers = 0 if workers == 1 and not address else workers
         command = "blursynth " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         summary = run_video(resolved, list(videos), out, seed=seed, resume=resume, command=command,
-                            progress=not no_progress, workers=workers, address=address)
+                            progress=not no_progress, workers=workers, address=address, device=device,
+                            gpu_workers=gpu_workers)
     except (RunError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     for line in summary.lines():
