@@ -1,5 +1,6 @@
-"""Event simulator: analytic ramps, refractory, chunked streaming, a plain per-pixel reference, kernel
-internals (coarse buckets, scratch overflow, thread count), the noise model's statistics, downscaling."""
+"""Event simulator: analytic ramps, refractory, chunked streaming, a plain per-pixel reference (smooth, 8-bit and
+within-ulps-of-a-level frames), kernel internals (coarse buckets, scratch overflow, thread count, the bounds'
+exp), the noise model's statistics, downscaling."""
 import math
 
 import numpy as np
@@ -126,6 +127,57 @@ def test_matches_plain_per_pixel_reference(c_pos, c_neg, refractory_s):
     assert np.all(np.diff(events["t"]) >= 0)
 
 
+@pytest.mark.parametrize("refractory_s", [0.0, 0.006])
+def test_8bit_frames_match_plain_per_pixel_reference(refractory_s):
+    # k / 255 values repeat (the log cache hits, unchanged pixels reach no level) and jump by whole 8-bit steps
+    rng = np.random.default_rng(6)
+    frames = (np.round(smooth_frames(rng, 30, 7, 12) * 255) / np.float32(255)).astype(np.float32)
+    t_s = np.arange(30) * 0.004
+    events, _ = simulate(frames, t_s, threshold_pos=0.2, threshold_neg=0.2, refractory_s=refractory_s)
+    expected = reference_events(frames, t_s, 0.2, 0.2, refractory_s)
+    assert len(expected) > 500 and np.any(frames[1:] == frames[:-1])
+    np.testing.assert_array_equal(by_tyxp(events), by_tyxp(expected))
+
+
+def test_values_within_ulps_of_a_level_match_plain_per_pixel_reference():
+    # Each frame puts every pixel's log intensity on the next level up or down (or on the same one) to within
+    # -3..3 float32 ulps: whether a pixel-frame crosses is decided in the last bits, so the columns the walk
+    # picks (values outside the pixel's bounds) must miss none. Some jittered values fall short of their level.
+    rng = np.random.default_rng(4)
+    c = 0.2
+    moves = [1, 1, 0, -1, -1, -1, 0, 1, -1, 1, 1, -1]
+    targets = [math.log(float(np.float32(0.3)) + EPS)]
+    for move in moves:  # the levels as the walk computes them: repeated + C / + (-C)
+        targets.append(targets[-1] + move * c if move else targets[-1])
+    frames = np.empty((len(targets), 1, 64), np.float32)
+    for k, target in enumerate(targets):
+        v = np.full(64, np.float32(math.exp(target) - EPS))
+        ulps = rng.integers(-3, 4, 64) if k else np.zeros(64, int)
+        for i, j in enumerate(ulps):
+            for _ in range(abs(j)):
+                v[i] = np.nextafter(v[i], np.float32(math.copysign(np.inf, j)))
+        frames[k, 0] = v
+    t_s = np.arange(len(targets)) * 0.01
+    events, _ = simulate(frames, t_s, threshold_pos=c, threshold_neg=c)
+    expected = reference_events(frames, t_s, c, c, 0.0)
+    most = 64 * np.count_nonzero(moves)
+    assert 0.3 * most < len(expected) < 0.9 * most
+    np.testing.assert_array_equal(by_tyxp(events), by_tyxp(expected))
+
+
+def test_exp_approx_relative_error():
+    # the linear bounds' exp: within 2.5e-7 of numpy's wherever the result is a normal float (the bounds keep a
+    # 1e-4 margin), exact at the ends
+    import sys
+
+    exp_approx = sys.modules["blursynth.events.simulate"]._exp_approx
+    a = np.linspace(-708, 709, 2001)
+    got = np.array([exp_approx(v) for v in a])
+    assert np.max(np.abs(got / np.exp(a) - 1)) < 2.5e-7
+    assert [exp_approx(v) for v in (-np.inf, -1000.0, 1000.0, np.inf)] == [0.0, 0.0, np.inf, np.inf]
+    assert math.isnan(exp_approx(np.nan))
+
+
 def test_tie_order_is_interval_then_row_then_column():
     # every pixel crosses at the same instants: ties come out row-major
     frames = np.stack([np.full((3, 4), 0.1), np.full((3, 4), 0.3)]).astype(np.float32)
@@ -172,6 +224,17 @@ def test_bad_arguments_raise(bad):
     kw.update(bad)
     with pytest.raises(ValueError):
         simulate(np.zeros((3, 2, 2), np.float32), **kw)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -0.002])
+def test_frames_without_a_log_intensity_raise(value):
+    """NaN, inf or I <= -log_eps have no log(I + log_eps): a clear error (the crossing walk would never end)."""
+    frames = np.full((3, 2, 2), 0.5, np.float32)
+    frames[1, 0, 1] = value
+    with pytest.raises(ValueError, match="I \\+ log_eps > 0"):
+        simulate(frames, np.array([0.0, 0.05, 0.1]), log_eps=1e-3)
+    frames[1, 0, 1] = -0.0005  # below 0 but inside the log's domain: allowed
+    simulate(frames, np.array([0.0, 0.05, 0.1]), log_eps=1e-3)
 
 
 @pytest.mark.parametrize("name,value", [("_MAX_BUCKETS", 4), ("_MAX_BUCKETS", 64),
