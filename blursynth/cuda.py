@@ -599,16 +599,12 @@ def downscale(frames: "torch.Tensor", scale: int) -> "torch.Tensor":
     (exact for the block sums of these images, so equal to the numpy version)."""
     import torch
 
-    if not (isinstance(scale, (int, np.integer)) and scale >= 1):
-        raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
+    from .events.frames import blocks
+
+    grid = blocks(frames, scale)
     if scale == 1:
         return frames
-    h, w = frames.shape[-2:]
-    hs, ws = h // scale, w // scale
-    if hs == 0 or ws == 0:
-        raise ValueError(f"frames of {w}x{h} are smaller than the event scale {scale}")
-    blocks = frames[..., :hs * scale, :ws * scale].reshape(frames.shape[:-2] + (hs, scale, ws, scale))
-    return blocks.to(torch.float64).mean(dim=(-3, -1)).to(torch.float32)
+    return grid.to(torch.float64).mean(dim=(-3, -1)).to(torch.float32)
 
 
 def simulate_frames(frames, t_s, *, threshold_pos: float = 0.2, threshold_neg: float = 0.2, log_eps: float = 1e-3,

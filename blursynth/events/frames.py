@@ -36,14 +36,21 @@ def downscale(frames: np.ndarray, scale: int) -> np.ndarray:
     Returns:
         float32 (N, H // s, W // s) (or (H // s, W // s)); the input itself when s == 1.
     """
-    if not (isinstance(scale, (int, np.integer)) and scale >= 1):
-        raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
     frames = np.asarray(frames, dtype=np.float32)
+    grid = blocks(frames, scale)
     if scale == 1:
         return frames
+    return grid.mean(axis=(-3, -1), dtype=np.float64).astype(np.float32)
+
+
+def blocks(frames, scale: int):
+    """The s x s blocks of (..., H, W) frames (a numpy array or a torch tensor) as a (..., H // s, s, W // s, s)
+    view, rows / columns beyond a multiple of s dropped, after checking s (an integer >= 1 that fits the
+    frames)."""
+    if not (isinstance(scale, (int, np.integer)) and scale >= 1):
+        raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
     h, w = frames.shape[-2:]
     hs, ws = h // scale, w // scale
     if hs == 0 or ws == 0:
         raise ValueError(f"frames of {w}x{h} are smaller than the event scale {scale}")
-    blocks = frames[..., :hs * scale, :ws * scale].reshape(frames.shape[:-2] + (hs, scale, ws, scale))
-    return blocks.mean(axis=(-3, -1), dtype=np.float64).astype(np.float32)
+    return frames[..., :hs * scale, :ws * scale].reshape(tuple(frames.shape[:-2]) + (hs, scale, ws, scale))
