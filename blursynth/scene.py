@@ -166,8 +166,11 @@ def build_scene(image: np.ndarray, masks: np.ndarray, params: dict, recipe: Reci
         union = np.zeros((h, w), dtype=np.uint8)
         for o in objects:
             union |= masks[o["mask_index"]].astype(np.uint8)
-        filled = _fill_behind(image, union, cfg.feather_px, cfg.inpaint_scale)
-        background = _linearize(filled, lut, boost, cfg.highlight_threshold)
+        filled, (x0, y0, x1, y1) = _fill_behind(image, union, cfg.feather_px, cfg.inpaint_scale)
+        # only the box around the hole differs from the photo
+        background = linear.copy()
+        box = (slice(y0, y1), slice(x0, x1))
+        background[box] = _linearize(np.ascontiguousarray(filled[box]), lut, boost, cfg.highlight_threshold)
         if lights is not None and boost > 0 and lights.any():
             kept = lights & (filled == image).all(axis=2)  # lights outside the inpainted hole
             background[kept] = linear[kept]
@@ -262,14 +265,16 @@ def _fill_behind(image: np.ndarray, union: np.ndarray, feather_px: float, scale:
     Inpainting runs at 1/scale resolution (Telea's cost grows with the area filled) over the hole's box plus a
     margin of known pixels (the box is aligned to the scale grid, so the downsampled pixels are those of the
     whole frame), and is upsampled into the hole only.
+
+    Returns (uint8 (H, W, 3) filled photo, (x0, y0, x1, y1) half-open box outside which it equals the photo).
     """
     h, w = union.shape
     grow = int(math.ceil(3 * feather_px)) + 2
     hole = cv2.dilate(union, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    ys, xs = np.nonzero(hole.any(axis=1))[0], np.nonzero(hole.any(axis=0))[0]
+    ys, xs = np.nonzero(hole.max(axis=1))[0], np.nonzero(hole.max(axis=0))[0]
     out = image.copy()
     if ys.size == 0:
-        return out
+        return out, (0, 0, 0, 0)
     margin = _INPAINT_MARGIN * scale
     x0, y0 = max((xs[0] - margin) // scale * scale, 0), max((ys[0] - margin) // scale * scale, 0)
     x1, y1 = min(xs[-1] + margin + 1, w), min(ys[-1] + margin + 1, h)
@@ -284,9 +289,8 @@ def _fill_behind(image: np.ndarray, union: np.ndarray, feather_px: float, scale:
     small_hole = (cv2.resize(crop_hole, small_size, interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
     filled = cv2.inpaint(small, small_hole, 3, cv2.INPAINT_TELEA)
     up = cv2.resize(filled, (cw, ch), interpolation=cv2.INTER_LINEAR)
-    sel = crop_hole.astype(bool)
-    out[y0:y1, x0:x1][sel] = up[sel]
-    return out
+    np.copyto(out[y0:y1, x0:x1], up, where=crop_hole.astype(bool)[..., None])
+    return out, (x0, y0, x1, y1)
 
 
 # known low-resolution pixels kept around the hole: more than Telea's radius (3) plus the upsampling's reach

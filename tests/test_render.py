@@ -85,14 +85,10 @@ def test_layered_rejects_rotation_and_names_the_layer():
         render(scene, method="layered")
 
 
-def test_rotation_about_centre_matches_supersampled_reference():
-    h = w = 81
-    img = photo(h, w)
-    angle = np.radians(12.0)
-    c = (w - 1) / 2.0
-    scene = Scene([opaque(img, rotation_about(c, angle, 33))])
-    exp = render(scene)
-    # independent reference: scipy's bilinear map_coordinates, 600 time samples of the exact rotation
+def supersampled_rotation(img, c, angle, mode):
+    """Independent reference: scipy's bilinear map_coordinates over 600 time samples of the exact rotation by
+    angle * (t - 0.5) about (c, c); mode "constant" (transparent outside) or "nearest" (border replicated)."""
+    h, w = img.shape[:2]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     ref = np.zeros_like(img, dtype=np.float64)
     for t in exposure_times(600):
@@ -100,8 +96,18 @@ def test_rotation_about_centre_matches_supersampled_reference():
         u = np.cos(a) * (xx - c) - np.sin(a) * (yy - c) + c
         v = np.sin(a) * (xx - c) + np.cos(a) * (yy - c) + c
         for ch in range(3):
-            ref[..., ch] += ndimage.map_coordinates(img[..., ch], [v, u], order=1, mode="constant", cval=0.0)
-    ref /= 600
+            ref[..., ch] += ndimage.map_coordinates(img[..., ch], [v, u], order=1, mode=mode, cval=0.0)
+    return ref / 600
+
+
+def test_rotation_about_centre_matches_supersampled_reference():
+    h = w = 81
+    img = photo(h, w)
+    angle = np.radians(12.0)
+    c = (w - 1) / 2.0
+    exp = render(Scene([opaque(img, rotation_about(c, angle, 33))]))
+    ref = supersampled_rotation(img, c, angle, "constant")
+    yy, xx = np.mgrid[0:h, 0:w]
     inside = (xx - c) ** 2 + (yy - c) ** 2 < (c - 4) ** 2
     assert np.abs(exp.blur - ref)[inside].max() < 1e-2 * ref.max()
 
@@ -228,3 +234,71 @@ def test_latent_frames_average_to_the_blur_and_match_the_sharp_image():
     assert np.array_equal(latent_frames(scene, [0.25])[0], render(scene, reference_time=0.25).sharp)
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         latent_frames(scene, [1.5])
+
+
+def per_pixel_blur(scene):
+    """integrate_exact at its adaptive counts with every pixel gathered (no convolution or tile shortcut for the
+    background), and its plan."""
+    from blursynth.render.exact import integrate_exact, plan_exact
+    from blursynth.render.pack import pack_layers
+
+    packed = pack_layers(scene)
+    return integrate_exact(packed, scene, shortcuts=False)[0], plan_exact(packed, scene)
+
+
+def test_rotating_background_tiles_stay_within_the_shift_bound():
+    """Where no object reaches, a rotating (camera-shake) background is integrated as shifted 8x8 tiles. Each
+    sample position is then off by at most SHIFT_TOL_PX (plus second-order terms), and bilinear interpolation
+    changes by at most |du| Dx + |dv| Dy (Dx, Dy: largest neighbour differences), so the blur differs from the
+    per-pixel gather by at most SHIFT_TOL_PX (Dx + Dy); pixels an object can reach are gathered as before."""
+    from blursynth.render.exact import SHIFT_TOL_PX
+
+    h, w = 96, 128
+    cam = rotational_motion(11, (w, h), 8.0, 60.0, 1.5)
+    bg = photo(h, w) * 3.0
+    fg = np.zeros((h, w), np.float32)
+    fg[30:60, 20:50] = 1.0
+    obj = object_motion((35.0, 45.0), 12.0, 0.2, 0.5, 5.0, 1.02).then(cam).recentered(0.5)
+    scene = Scene([opaque(bg, cam.recentered(0.5), extend=True), Layer(photo(h, w, "coffee"), fg, obj)])
+    fast = render(scene).blur
+    ref, plan = per_pixel_blur(scene)
+    assert 0.1 < plan.covered.mean() < 0.5
+    diff = np.abs(fast - ref)
+    assert diff[plan.covered].max() <= 1e-6
+    dx = np.abs(np.diff(bg, axis=1)).max()
+    dy = np.abs(np.diff(bg, axis=0)).max()
+    bound = (SHIFT_TOL_PX + 1e-3) * (dx + dy)
+    assert diff[~plan.covered].max() <= bound
+    # the tiles are far from that bound on average: a real photo's gradients are mostly small
+    assert diff[~plan.covered].mean() < 0.01 * bound
+
+
+def test_rotating_extended_background_matches_supersampled_reference():
+    """The background-tile path (adaptive samples, extending layer, no objects) against scipy's bilinear
+    map_coordinates over 600 time samples of the exact rotation, borders replicated."""
+    h = w = 81
+    img = photo(h, w)
+    angle = np.radians(12.0)
+    c = (w - 1) / 2.0
+    exp = render(Scene([opaque(img, rotation_about(c, angle, 33), extend=True)]))
+    ref = supersampled_rotation(img, c, angle, "nearest")
+    assert np.abs(exp.blur - ref).max() < 1e-2 * ref.max()
+
+
+def test_sparse_object_under_perspective_equals_the_mean_of_its_latent_frames():
+    """Each object is swept only over the columns where its alpha can be non-zero (exact.py, _alpha_columns):
+    a thin diagonal stroke (mostly empty box) under a rotating, zooming, perspective path must still equal the
+    mean of the latent images, which the sharp-image kernel composites pixel by pixel without that shortcut."""
+    h, w = 96, 128
+    stroke = np.zeros((h, w), np.float32)
+    for i in range(70):
+        stroke[15 + i, 25 + i: 29 + i] = 1.0
+    stroke = cv2.GaussianBlur(stroke, (0, 0), 0.8)
+    stroke[stroke < 1e-3] = 0.0
+    H = np.array([np.eye(3), [[0.97, -0.12, 9.0], [0.1, 1.04, -5.0], [3e-4, -2e-4, 1.0]]])
+    scene = Scene([opaque(photo(h, w), curved_path(length=6.0), extend=True),
+                   Layer(photo(h, w, "coffee") * 2.0, stroke, Motion.from_homographies(H).recentered(0.5))])
+    n = 24
+    blur = render(scene, samples=n).blur
+    mean = latent_frames(scene, exposure_times(n)).mean(axis=0)
+    assert np.abs(blur - mean).max() < 1e-5
