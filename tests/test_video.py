@@ -251,6 +251,41 @@ def test_fused_kernel_matches_reference_on_real_clip():
     np.testing.assert_allclose(blur, np.mean(ref, axis=0), atol=2e-5)
 
 
+def test_window_edge_sample_shared_by_consecutive_windows_equals_standalone_windows():
+    # d = 1: window j's last sample (tau 0.5 after frame j) is window j + 1's first; blur_frames interpolates it
+    # once and reuses it; blur_window (no reuse) is the reference for each window
+    reader = read_frames(_bikes(), resize=(160, 68))
+    f = [next(reader) for _ in range(5)]
+    reader.close()
+    out = list(blur_frames(iter(f), duty_cycle=1.0, latent=4, preset="fast"))
+    assert [o.index for o in out] == [1, 2, 3]
+    lin = [linearize(x) for x in f]
+    ivs = [interval(f[i], f[i + 1], "fast") for i in range(4)]
+    for o in out:
+        j = o.index
+        ref, samples = blur_window(lin[j - 1], lin[j], lin[j + 1], ivs[j - 1], ivs[j], 1.0, 4)
+        assert o.samples == samples == 5
+        np.testing.assert_allclose(o.blur, ref, atol=1e-6)
+
+
+def test_flow_scale_auto():
+    from blursynth.video.flow import auto_scale, resolve_scale
+
+    assert auto_scale((640, 360)) == 1.0 and auto_scale((320, 136)) == 1.0
+    assert auto_scale((1280, 720)) == pytest.approx(0.5) and auto_scale((1920, 1080)) == pytest.approx(1 / 3)
+    assert resolve_scale("auto", (2560, 1440)) == pytest.approx(0.25) and resolve_scale(0.5, (10, 10)) == 0.5
+    for bad in (0.0, 1.5, "half"):
+        with pytest.raises(ValueError, match="flow scale"):
+            resolve_scale(bad, (64, 64))
+    # small frames: "auto" is full resolution, the same arithmetic as scale 1
+    frames = _translating(3, 2)
+    (a,) = blur_frames(frames, latent=2, preset="fast", flow_scale="auto")
+    (b,) = blur_frames(frames, latent=2, preset="fast", flow_scale=1.0)
+    np.testing.assert_array_equal(a.blur, b.blur)
+    with pytest.raises(ValueError, match="flow scale"):
+        blur_frames(frames, flow_scale="fast")
+
+
 def test_blur_real_clip_streams_every_inner_frame():
     reader = read_frames(_bikes(), resize=(160, 68))
     frames = [next(reader) for _ in range(6)]

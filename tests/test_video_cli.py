@@ -133,6 +133,29 @@ def test_window_memory_is_bounded():
     assert len(tl_sizes) == 10 and max(tl_sizes) <= 3
 
 
+@pytest.mark.parametrize("duty, step", [(1.0, 1.0), (0.5, 2.0)])
+def test_prefetched_flows_give_the_same_bytes(duty, step):
+    # flows computed one window ahead in a background thread: the same blur and sharp, bit for bit
+    from blursynth.generate import Timings
+
+    reader = read_frames(_bikes(), resize=(96, 40))
+    frames = [next(reader) for _ in range(9)]
+    reader.close()
+    timings = Timings()
+    ahead = list(blur_frames(iter(frames), duty_cycle=duty, latent=3, step=step, preset="fast", prefetch=True,
+                             timings=timings))
+    plain = list(blur_frames(iter(frames), duty_cycle=duty, latent=3, step=step, preset="fast"))
+    assert len(ahead) == len(plain) >= 3
+    for a, b in zip(ahead, plain):
+        assert a.index == b.index and a.samples == b.samples and a.max_disp_px == b.max_disp_px
+        np.testing.assert_array_equal(a.blur, b.blur)
+        np.testing.assert_array_equal(a.sharp, b.sharp)
+    import numba
+
+    if numba.threading_layer() != "workqueue":  # the one layer where prefetch is off (not thread-safe)
+        assert "flow wait" in timings.seconds  # some interval did come from the background thread
+
+
 # -------------------------------------------------------------------------------------------------- shake
 
 def test_shake_on_a_static_clip_is_the_psf_convolution():
@@ -198,7 +221,11 @@ def test_reds_recipe_and_overrides():
     assert r.latent == 16 and r.camera.gamma == 2.2
     from blursynth.recipe import RecipeError
 
+    assert r.flow.scale == "auto" and r.flow.prefetch is True  # the defaults
+    r = load_video_recipe("reds-video", ["flow.scale=0.5", "flow.prefetch=false"])
+    assert r.flow.scale == 0.5 and r.flow.prefetch is False
     for bad, field in (("duty_cycle=0", "duty_cycle"), ("latent=0", "latent"), ("flow.scale=2", "flow.scale"),
+                       ("flow.scale=half", "flow.scale"), ("flow.prefetch=2", "flow.prefetch"),
                        ("output.format=avi", "output.format"), ("average_frames=[7, 9]", "fps")):
         with pytest.raises(RecipeError, match=field):
             load_video_recipe("reds-video", [bad])
@@ -294,6 +321,20 @@ def test_quality_filters_fire_on_dark_static_and_flat_clips(tmp_path):
     assert brightness(dark[0]) < 0.08 < brightness(pan[0])
     assert texture(flat[0]) == 0 and texture(pan[0]) > 0.01
     assert psnr(static[0], static[0]) == np.inf
+    noisy = np.clip(static[0].astype(np.int64) + np.arange(static[0].size).reshape(static[0].shape) % 7 - 3, 0, 255)
+    mse = np.mean((noisy - static[0].astype(np.int64)) ** 2)  # exact in int64
+    assert psnr(noisy.astype(np.uint8), static[0]) == pytest.approx(10 * np.log10(255 ** 2 / mse), rel=1e-12)
+
+
+def test_sharp_is_the_real_frame_only_when_the_camera_gives_every_code_back():
+    # the pipeline takes a real frame's bytes as its sharp encoding when encode_u8(linearize(code)) == code for
+    # all 256 codes: true at gain 1 for the responses the recipes use, false with any other gain
+    from blursynth.camera import CameraParams, Response
+    from blursynth.video.clip import encodes_to_itself
+
+    for response in (Response(), Response("gamma", 1.0), Response("gamma", 2.2)):
+        assert encodes_to_itself(CameraParams(response=response))
+        assert not encodes_to_itself(CameraParams(gain=1.05, response=response))
 
 
 # ------------------------------------------------------------------------------------------- bad input

@@ -30,15 +30,20 @@ An optional camera shake adds a homography path H(t) over the normalized exposur
 warped by H(t_k), t_k = (k + K) / (2K), i.e. it is read at H(t_k)^-1 p. sharp, at t = 0.5, is not warped.
 
 The latent frames are never materialized: a numba kernel warps, blends and accumulates each sample straight
-into the sum (`interpolate.latent_frame` is its readable reference, compared in tests/test_video.py). Real
+into the sum (`interpolate.latent_frame` is its readable reference, compared in tests/test_video.py); with
+d = 1 a window's last sample is the next window's first and is interpolated once for both, unless that would
+split a group of samples the kernel handles 4 at a time (see `_integrate`). Real
 frames and flows are decoded and computed on demand and dropped once behind the window, so memory does not
 grow with the clip's length; intervals that no window touches (the gaps between short exposures) get no flow.
+With `prefetch` the next window's flows are computed in a background thread while the current window is
+integrated (same results; benchmarks/video.py measures the pipeline with it).
 """
 from __future__ import annotations
 
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -47,13 +52,14 @@ import numba
 import numpy as np
 
 from ..camera import Response
-from .flow import flow_pair
+from .flow import flow_pair, resolve_scale
 from .interpolate import latent_count, linear_lut, max_displacement, visibility
 
 log = logging.getLogger(__name__)
 
 _MIN_WEIGHT = 1e-6  # same fallback as interpolate.latent_frame
 _EPS = 1e-9  # times closer than this to a whole number are that real frame
+_VECTOR = 4  # samples the kernel's loop handles at once (see `_integrate`)
 
 
 @dataclass
@@ -116,8 +122,9 @@ class VideoExposure:
 def blur_frames(frames: Iterable[np.ndarray], duty_cycle: float = 1.0, latent: int | str = "auto",
                 response: Response = Response(), preset: str = "medium", flow_method: str = "dis",
                 max_step_px: float = 1.0, cap: int = 64, min_visible: float = 0.2, step: float = 1.0,
-                flow_scale: float = 1.0, shake: Callable | None = None, accept: Callable | None = None,
-                keep_flow: bool = False, timings=None, on_span: Callable | None = None) -> Iterator[VideoExposure]:
+                flow_scale: float | str = 1.0, shake: Callable | None = None, accept: Callable | None = None,
+                keep_flow: bool = False, timings=None, on_span: Callable | None = None,
+                prefetch: bool = False) -> Iterator[VideoExposure]:
     """Stream blurred/sharp pairs from a stream of real frames (only the frames and flows of the current
     window are held in memory).
 
@@ -135,11 +142,13 @@ def blur_frames(frames: Iterable[np.ndarray], duty_cycle: float = 1.0, latent: i
             unrelated image 0.01-0.03.
         step: s = fps_in / fps_out > 0, input frame intervals per output frame (1: the input's frame rate).
         flow_scale: in (0, 1], compute flows (and visibility) at this fraction of the resolution and upsample
-            them (see `interval`).
+            them (see `interval`); "auto": `flow.auto_scale` of the frame size (full resolution up to 640x360).
         shake: optional callable j -> (Motion or None, dict of parameters): an extra camera shake for output
             frame j over the normalized exposure, identity at t = 0.5 (see the module docstring).
-        accept: optional callable (j, sharp linear float32 (H, W, 3)) -> reason or None, called before the
-            blur is integrated; a reason skips the window (quality filters that look at sharp alone).
+        accept: optional callable (j, sharp, frame) -> reason or None, called before the blur is integrated,
+            with sharp the linear float32 (H, W, 3) frame and frame the uint8 (H, W, 3) real frame it comes from
+            when the window centre is a real frame (None otherwise); a reason skips the window (quality filters
+            that look at sharp alone).
         keep_flow: attach the forward flow around each centre (for drawing a flow video).
         timings: optional object with a `stage(name)` context manager (`generate.Timings`): seconds spent in
             "decode", "flow" and "blur".
@@ -148,6 +157,12 @@ def blur_frames(frames: Iterable[np.ndarray], duty_cycle: float = 1.0, latent: i
             first frame), [lo, hi] frame j's exposure (input frame units), and latent_at(t) gives the linear
             float32 (H, W, 3) latent frame at any t in [start, hi]. For simulating events over the exposures
             and the gaps between them.
+        prefetch: read the next window's frames ahead and compute its flows in a background thread while this
+            window is integrated (OpenCV's DIS and the numba kernels release the GIL, so the flow of the next
+            interval overlaps the blur of this one on another core). The results are the same; one more frame and
+            interval are held. Not with numba's "workqueue" threading layer, which is not thread-safe: there it
+            is ignored. timings then has "flow" seconds from the background thread (overlapping the others)
+            and "flow wait" for the time the window waited for it.
     Returns:
         an iterator of VideoExposure for output frames 1, 2, ... while their windows fit the clip; arguments
         are checked now, the frames are read lazily (ValueError on first use when fewer than 3 arrive).
@@ -159,15 +174,24 @@ def blur_frames(frames: Iterable[np.ndarray], duty_cycle: float = 1.0, latent: i
         raise ValueError(f"min_visible must be in [0, 1], got {min_visible}")
     if not (math.isfinite(step) and step > 0):
         raise ValueError(f"step (fps_in / fps_out) must be > 0, got {step}")
-    if not 0.0 < flow_scale <= 1.0:
-        raise ValueError(f"flow_scale must be in (0, 1], got {flow_scale}")
+    if flow_scale != "auto":
+        resolve_scale(flow_scale, (1, 1))
     timeline = Timeline(iter(frames), linear_lut(response), preset, flow_method, flow_scale, timings)
     return _blur_frames(timeline, duty_cycle, latent, max_step_px, cap, min_visible, step, shake, accept, keep_flow,
-                        timings, on_span)
+                        timings, on_span, prefetch)
 
 
 def _blur_frames(tl, duty_cycle, latent, max_step_px, cap, min_visible, step, shake, accept, keep_flow, timings,
-                 on_span=None):
+                 on_span=None, prefetch=False):
+    try:
+        yield from _windows(tl, duty_cycle, latent, max_step_px, cap, min_visible, step, shake, accept, keep_flow,
+                            timings, on_span, prefetch)
+    finally:
+        tl.close()
+
+
+def _windows(tl, duty_cycle, latent, max_step_px, cap, min_visible, step, shake, accept, keep_flow, timings,
+             on_span, prefetch):
     if not tl.ensure(2):
         raise ValueError("blur needs at least 3 frames")
     half = duty_cycle * step / 2
@@ -178,6 +202,13 @@ def _blur_frames(tl, duty_cycle, latent, max_step_px, cap, min_visible, step, sh
         lo, hi = _snap(center - half), _snap(center + half)
         if not tl.ensure(_ceil(hi)):
             break
+        if prefetch:
+            # the next window's frames and the intervals it needs (and this one does not), in the background
+            nxt = _snap((j + 1) * step)
+            nlo, nhi = _snap(nxt - half), _snap(nxt + half)
+            if tl.ensure(_ceil(nhi)):
+                for i in range(max(_floor(nlo), _ceil(hi)), _ceil(nhi)):
+                    tl.prefetch(i)
         if on_span is not None:
             on_span(j, lo if prev_hi is None else prev_hi, lo, hi, lambda t: _latent_at(tl, _snap(t)))
         prev_hi = hi
@@ -197,7 +228,7 @@ def _blur_frames(tl, duty_cycle, latent, max_step_px, cap, min_visible, step, sh
             i, iv = cut[0]
             reason = f"scene cut between frames {i} and {i + 1} ({iv.visible_fraction:.0%} of pixels flow-consistent)"
         elif accept is not None:
-            reason = accept(j, sharp)
+            reason = accept(j, sharp, tl.frame(int(center)) if center == int(center) else None)
         if reason is not None:
             log.info("output frame %d skipped: %s", j, reason)
             yield VideoExposure(j, None, sharp, 0, 0, disp, reason, **base)
@@ -205,8 +236,10 @@ def _blur_frames(tl, duty_cycle, latent, max_step_px, cap, min_visible, step, sh
             m = latent if latent != "auto" else latent_count(
                 [pair for iv in ivs.values() for pair in ((iv.f01, iv.v0), (iv.f10, iv.v1))], max_step_px, cap)
             motion, params = shake(j) if shake is not None else (None, None)
+            # with d = 1 this window's last sample is the next one's first: keep it (no shake: unwarped)
+            keep_end = motion is None and abs(_snap(_snap((j + 1) * step) - half) - hi) < _EPS
             with _stage(timings, "blur"):
-                blur, samples = _integrate(tl, center, half, m, motion)
+                blur, samples = _integrate(tl, center, half, m, motion, keep_end)
             yield VideoExposure(j, blur, sharp, m, samples, disp, None, shake=params, **base)
         j += 1
     if j == 1:
@@ -220,8 +253,14 @@ def window_times(center: float, half: float, latent: int) -> np.ndarray:
     return np.array([_snap(center + half * i / k) for i in range(-k, k + 1)])
 
 
-def _integrate(tl: "Timeline", center: float, half: float, m: int, motion) -> tuple[np.ndarray, int]:
-    """Mean of the latent frames at `window_times`, optionally warped by the shake `motion`."""
+def _integrate(tl: "Timeline", center: float, half: float, m: int, motion,
+               keep_end: bool = False) -> tuple[np.ndarray, int]:
+    """Mean of the latent frames at `window_times`, optionally warped by the shake `motion`.
+
+    The samples of one interval go to the kernel in one call, whose loop over them LLVM runs 4 at a time: a call
+    of 4 costs about 0.7x four separate ones on this kind of machine (AVX2). So the window's first sample is
+    taken from `tl.edge` (the previous window's last one, when it was kept) and its last one is made on its own
+    and kept for the next window (with keep_end) only where that does not break a group of a multiple of 4."""
     times = window_times(center, half, m)
     n = len(times)
     acc = np.zeros(tl.linear(_floor(center)).shape, np.float32)
@@ -229,6 +268,7 @@ def _integrate(tl: "Timeline", center: float, half: float, m: int, motion) -> tu
     hinv = None
     if motion is not None:
         hinv = np.linalg.inv(motion.at(np.linspace(0.0, 1.0, n))).astype(np.float64)
+    edge, tl.edge = tl.edge, None
     for s, t in enumerate(times):
         i = _floor(t)
         tau = t - i
@@ -238,7 +278,18 @@ def _integrate(tl: "Timeline", center: float, half: float, m: int, motion) -> tu
         if tau == 0.0 and i + 1 > tl.last:  # no frame after it read: the end of the interval before it
             i, tau = i - 1, 1.0
         groups.setdefault(i, []).append((tau, s))
+    end = None
+    if hinv is None and groups:
+        first, last = min(groups), max(groups)
+        if edge is not None and abs(edge[0] - times[0]) < _EPS and groups[first][0][1] == 0 \
+                and len(groups[first]) % _VECTOR != 0:
+            acc += edge[1]
+            groups[first].pop(0)
+        if keep_end and groups.get(last) and groups[last][-1][1] == n - 1 and len(groups[last]) % _VECTOR != 0:
+            end = (times[-1], last, groups[last].pop()[0])
     for i, items in groups.items():
+        if not items:
+            continue
         iv = tl.interval(i)
         taus = np.array([tau for tau, _ in items], np.float64)
         if hinv is None:
@@ -246,6 +297,14 @@ def _integrate(tl: "Timeline", center: float, half: float, m: int, motion) -> tu
         else:
             _accumulate_warped(tl.linear(i), tl.linear(i + 1), iv.f01, iv.f10, iv.v0[..., None], iv.v1[..., None],
                                taus, np.ascontiguousarray(hinv[[s for _, s in items]]), acc)
+    if end is not None:
+        t, i, tau = end
+        iv = tl.interval(i)
+        last = np.zeros_like(acc)
+        _accumulate(tl.linear(i), tl.linear(i + 1), iv.f01, iv.f10, iv.v0[..., None], iv.v1[..., None],
+                    np.array([tau]), last)
+        acc += last
+        tl.edge = (t, last)
     acc *= np.float32(1.0 / n)
     return acc, n
 
@@ -269,9 +328,11 @@ class Timeline:
 
     Attributes:
         last: index of the last real frame read so far (-1 before any).
+        edge: (time, float32 (H, W, 3) linear latent frame) of the last window's last sample, which the next
+            window starts with when the exposures tile the timeline (duty cycle 1); None when there is none.
     """
 
-    def __init__(self, it: Iterator[np.ndarray], lut: np.ndarray, preset: str, method: str, scale: float,
+    def __init__(self, it: Iterator[np.ndarray], lut: np.ndarray, preset: str, method: str, scale: float | str,
                  timings=None):
         self._it = it
         self._lut = lut
@@ -282,6 +343,9 @@ class Timeline:
         self._intervals: dict[int, Interval] = {}
         self.last = -1
         self._ended = False
+        self.edge: tuple[float, np.ndarray] | None = None  # (time, linear latent frame) kept by `_integrate`
+        self._pending: dict[int, Future] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     def ensure(self, k: int) -> bool:
         """Read frames up to index k; False when the clip ends before it."""
@@ -303,20 +367,49 @@ class Timeline:
         """float32 (H, W, 3) linear real frame k (read-only view of a cached array)."""
         if k not in self._linear:
             with _stage(self._timings, "decode"):
-                self._linear[k] = self._lut[self._frames[k]]
+                self._linear[k] = np.take(self._lut, self._frames[k])  # lut[frame], 1.5x faster
         return self._linear[k]
 
     def interval(self, i: int) -> Interval:
         """The `Interval` between real frames i and i + 1."""
         if i not in self._intervals:
-            with _stage(self._timings, "flow"):
-                self._intervals[i] = interval(self._frames[i], self._frames[i + 1], self._preset, self._method,
-                                              self._scale)
+            future = self._pending.pop(i, None)
+            if future is not None:
+                with _stage(self._timings, "flow wait"):
+                    self._intervals[i] = future.result()
+            else:
+                self._intervals[i] = self._compute(self._frames[i], self._frames[i + 1])
         return self._intervals[i]
+
+    def prefetch(self, i: int) -> None:
+        """Start computing interval i (frames i and i + 1 read) in a background thread, unless it is known or
+        numba's threading layer cannot run kernels from two threads at once."""
+        if i in self._intervals or i in self._pending or i + 1 > self.last:
+            return
+        if self._pool is None:
+            try:
+                if numba.threading_layer() == "workqueue":
+                    return
+            except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+                return
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blursynth-flow")
+        self._pending[i] = self._pool.submit(self._compute, self._frames[i], self._frames[i + 1])
+
+    def close(self) -> None:
+        """Stop the background thread (waiting for a running interval); the timeline stays usable."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._pending.clear()
+
+    def _compute(self, frame0: np.ndarray, frame1: np.ndarray) -> Interval:
+        with _stage(self._timings, "flow"):
+            h, w = frame0.shape[:2]
+            return interval(frame0, frame1, self._preset, self._method, resolve_scale(self._scale, (w, h)))
 
     def drop_before(self, k: int) -> None:
         """Forget frames and intervals before real frame k."""
-        for cache in (self._frames, self._linear, self._intervals):
+        for cache in (self._frames, self._linear, self._intervals, self._pending):
             for old in [i for i in cache if i < k]:
                 del cache[old]
 
@@ -409,7 +502,7 @@ def _check(duty_cycle, latent) -> None:
         raise ValueError(f"latent must be an int >= 1 or 'auto', got {latent!r}")
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
 def _accumulate(lin0, lin1, f01, f10, v0, v1, taus, out):
     # out += sum over taus of interpolate.latent_frame(lin0, lin1, f01, f10, tau), without storing any of them.
     h, w = out.shape[0], out.shape[1]
@@ -433,7 +526,7 @@ def _accumulate(lin0, lin1, f01, f10, v0, v1, taus, out):
             out[y, x, 2] += bl
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
 def _accumulate_warped(lin0, lin1, f01, f10, v0, v1, taus, hinv, out):
     # as _accumulate, but sample i is the latent frame read at hinv[i] @ (x, y, 1): the frame warped by the
     # shake homography H = hinv[i]^-1. The flows at that non-integer point are bilinear samples of the fields.

@@ -72,7 +72,9 @@ def make_clip(recipe: VideoRecipe, clip: Clip, out_dir: str | Path, seed: int, p
 
     Args:
         progress: optional callable(n_frames: int, skipped: bool) after each output frame.
-        timings: optional `generate.Timings` (stages decode, flow, blur, camera, encode).
+        timings: optional `generate.Timings` (stages decode, flow, blur, camera, encode; flows are computed one
+            window ahead in a background thread: "flow" overlaps the others, "flow wait" is the time spent
+            waiting for it, see `blur.blur_frames`' prefetch; recipe flow.prefetch).
     Returns:
         ClipResult; a video that cannot be decoded, or has fewer than 3 frames, or whose windows do not fit,
         gives status "skipped" with the reason and writes nothing.
@@ -112,6 +114,16 @@ def clip_camera(recipe: VideoRecipe, name: str, seed: int) -> CameraParams:
     lerp = lambda r, x: float(r[0] + (r[1] - r[0]) * x)  # noqa: E731
     return CameraParams(gain=lerp(c.gain, u[0]), response=response_of(recipe),
                         shot=lerp(c.shot, u[1]) if c.noise else 0.0, read=lerp(c.read, u[2]) if c.noise else 0.0)
+
+
+def encodes_to_itself(camera: CameraParams) -> bool:
+    """True when encoding the linearized 8-bit codes with this camera (gain, response) gives every code back,
+    so that the sharp frame at a real frame's time is that frame's own bytes (checked on all 256 codes)."""
+    from .interpolate import linear_lut
+
+    codes = np.arange(256, dtype=np.uint8)
+    encoded = encode_u8(linear_lut(camera.response)[codes], camera.gain, camera.response.code_thresholds())
+    return bool(np.array_equal(encoded, codes))
 
 
 def shake_for(recipe: VideoRecipe, name: str, seed: int, size: tuple[int, int]):
@@ -158,10 +170,12 @@ def _make(recipe, clip, out_dir, seed, reader, result, progress, timings) -> Cli
                        camera=camera.to_meta())
     q = recipe.filters
     sharp_u8: dict[int, np.ndarray] = {}
+    same_codes = encodes_to_itself(camera)
 
-    def accept(j, sharp):
+    def accept(j, sharp, frame):
         with timings.stage("camera"):
-            sharp_u8[j] = encode_u8(sharp, camera.gain, thresholds)
+            # a real frame through a camera that gives every code back: its encoding is the frame itself
+            sharp_u8[j] = frame if frame is not None and same_codes else encode_u8(sharp, camera.gain, thresholds)
             return check_sharp(sharp_u8[j], q.min_brightness, q.min_texture)
 
     spans = EventSpans(settings["fps_in"], recipe.latent if recipe.latent != "auto" else EVENT_STEPS,
@@ -172,7 +186,8 @@ def _make(recipe, clip, out_dir, seed, reader, result, progress, timings) -> Cli
                             max_step_px=recipe.max_step_px, cap=recipe.latent_cap,
                             min_visible=recipe.flow.min_visible, step=settings["step"], flow_scale=recipe.flow.scale,
                             shake=shake_for(recipe, clip.name, seed, reader.size), accept=accept,
-                            keep_flow=recipe.output.format == "mp4", timings=timings, on_span=spans)
+                            keep_flow=recipe.output.format == "mp4", timings=timings, on_span=spans,
+                            prefetch=recipe.flow.prefetch)
     writer = _writer(recipe, clip, out_dir, seed, settings, camera, reader.size, spans)
     filtered: Counter = Counter()
     try:
@@ -190,7 +205,8 @@ def _make(recipe, clip, out_dir, seed, reader, result, progress, timings) -> Cli
                             reason = check_blur(blur, sharp, q.max_psnr_db)
                         if reason is None and noisy:
                             rng = stage_rng(seed, exp.index, f"video/{clip.name}/noise")
-                            gained = np.multiply(exp.blur, np.float32(camera.gain), dtype=np.float32)
+                            gained = exp.blur if camera.gain == 1.0 else \
+                                np.multiply(exp.blur, np.float32(camera.gain), dtype=np.float32)
                             blur = encode_u8(add_noise(gained, camera.shot, camera.read, rng), 1.0, thresholds)
                 sharp_u8.pop(exp.index, None)
                 if reason is not None:

@@ -30,7 +30,10 @@ def texture(img: np.ndarray) -> float:
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB between two uint8 arrays of the same shape (inf when equal)."""
-    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    # cv2.norm sums the squared differences of uint8 exactly (in float64), without float copies of the frames
+    mse = cv2.norm(np.ascontiguousarray(a), np.ascontiguousarray(b), cv2.NORM_L2SQR) / a.size
     return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
 
 

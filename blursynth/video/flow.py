@@ -7,10 +7,15 @@ Farneback (42 ms) is there for comparison with Wieschollek et al.'s synthblur, w
 """
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
 METHODS = ("dis", "farneback")
+# flow scale "auto" computes the flow on about this many pixels (640x360): full resolution up to that size, half
+# at 1280x720, a third at 1920x1080 (benchmarks/results/video.json: the blur error this costs at 720p)
+AUTO_PIXELS = 640 * 360
 PRESETS = {
     "ultrafast": cv2.DISOpticalFlow_PRESET_ULTRAFAST,
     "fast": cv2.DISOpticalFlow_PRESET_FAST,
@@ -53,6 +58,21 @@ def flow_pair(frame0: np.ndarray, frame1: np.ndarray, preset: str = "medium", me
     if method == "farneback":
         return _farneback(g0, g1), _farneback(g1, g0)
     raise ValueError(f"unknown flow method {method!r} (use one of {METHODS})")
+
+
+def auto_scale(size: tuple[int, int], pixels: int = AUTO_PIXELS) -> float:
+    """Flow scale for frames of `size` (width, height) under flow scale "auto": min(1, sqrt(pixels / (w h)))."""
+    w, h = size
+    return min(1.0, math.sqrt(pixels / float(w * h)))
+
+
+def resolve_scale(scale: float | str, size: tuple[int, int]) -> float:
+    """A flow scale in (0, 1] from a number or "auto" (`auto_scale` of size (width, height))."""
+    if scale == "auto":
+        return auto_scale(size)
+    if isinstance(scale, str) or not 0.0 < scale <= 1.0:
+        raise ValueError(f"flow scale must be in (0, 1] or 'auto', got {scale!r}")
+    return float(scale)
 
 
 def upsample_flow(flow: np.ndarray, size: tuple[int, int], resize: bool = True) -> np.ndarray:

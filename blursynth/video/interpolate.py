@@ -160,7 +160,7 @@ def bilinear(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return (top * (1 - ay) + bottom * ay).astype(np.float32)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _consistent(fa, fb, a1, a2, out):
     # tests/test_video.py holds the numpy reference
     h, w = out.shape

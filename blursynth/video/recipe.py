@@ -33,10 +33,15 @@ class VideoFlowRecipe:
     # blur differs from the exact line kernel by 9e-6 on average, 2e-4 at the 99th percentile (linear units;
     # one 8-bit code at mid-grey is about 4e-3) (benchmarks/results/video.json)
     preset: str = "fast"
-    # compute flow (and its forward-backward check) at this fraction of the resolution, then upsample
-    scale: float = 1.0
+    # compute flow (and its forward-backward check) at this fraction of the resolution, then upsample; "auto":
+    # on about 640x360 pixels (full resolution up to that, 0.5 at 1280x720; `flow.auto_scale`). At 720p fast
+    # DIS at half resolution costs 13 ms instead of 56 ms per frame pair; on a 720p exact shift its blur is off
+    # the line kernel by 8e-5 on average, 7e-4 at the 99th percentile (benchmarks/results/video.json)
+    scale: Any = "auto"
     # an interval where fewer than this share of pixels are flow-consistent is a scene cut
     min_visible: float = 0.2
+    # compute the next window's flows in a background thread while this window is integrated (same bytes)
+    prefetch: bool = True
 
 
 @dataclass
@@ -156,7 +161,9 @@ def _validate(r: VideoRecipe) -> None:
     f = r.flow
     _check(f.method in FLOW_METHODS, "flow.method", f"must be one of {', '.join(FLOW_METHODS)}, got {f.method!r}")
     _check(f.preset in FLOW_PRESETS, "flow.preset", f"must be one of {', '.join(FLOW_PRESETS)}, got {f.preset!r}")
-    _check(0.05 <= f.scale <= 1, "flow.scale", f"must lie in [0.05, 1], got {f.scale}")
+    _check(f.scale == "auto" or (isinstance(f.scale, (int, float)) and not isinstance(f.scale, bool)
+                                 and 0.05 <= f.scale <= 1), "flow.scale",
+           f"must be 'auto' or lie in [0.05, 1], got {f.scale!r}")
     _check(0 <= f.min_visible <= 1, "flow.min_visible", f"must lie in [0, 1], got {f.min_visible}")
     c = r.camera
     _check(c.gamma is None or 0.1 <= c.gamma <= 10, "camera.gamma", f"must be null (sRGB) or in [0.1, 10], got {c.gamma}")
