@@ -173,7 +173,7 @@ _POISSON_MAX_K = 1000
 _INV_K = 1.0 / np.maximum(np.arange(_POISSON_MAX_K + 1, dtype=np.float64), 1.0)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _noise(x, shot, read, uniform, normal, out):
     # two passes: the Gaussian model everywhere (branch-free float32, vectorized), then the exact Poisson count
     # where fewer than _GAUSSIAN_LAMBDA photons are expected
@@ -226,7 +226,7 @@ def _thresholds(kind: str, gamma: float) -> np.ndarray:
     return t
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _encode_u8(x, gain, thresholds, lut, out):
     # lut (see _code_lut) gives a lower bound of the code; the upward scan over the sorted thresholds then
     # makes it exact (0-2 steps, most often none)

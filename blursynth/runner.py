@@ -601,7 +601,7 @@ def run_video(recipe, inputs: list[str | Path], out: str | Path, seed: int = 0, 
         inputs: video files and/or folders of videos.
         workers: 0 makes every clip in this process; N >= 1 starts a local Ray with N CPUs on loopback only, one
             clip per task. address: join an existing Ray cluster instead.
-        device: "cpu", "cuda", "cuda:N" or "auto": where the clip's GPU stages run (video_device_stages); with Ray
+        device: "cpu", "cuda", "cuda:N" or "auto": where the clip's event simulation runs (make_clip); with Ray
             and a CUDA device each clip task holds 1/`gpu_workers` of a GPU. Part of the run's identity.
     Raises RunError before any work for bad arguments, an unusable `out`, a different run there, or a device
     that cannot run here.
@@ -613,9 +613,6 @@ def run_video(recipe, inputs: list[str | Path], out: str | Path, seed: int = 0, 
     if workers < 0:
         raise RunError(f"--workers must be >= 0, got {workers}")
     device, _ = _check_device(device, None, "exact", workers, address, gpu_workers)
-    if device != "cpu" and not video_device_stages():
-        raise RunError(f"--device {device}: no stage of blursynth video runs on a GPU in this build "
-                       "(video/clip.py's make_clip takes no device)")
     clips = plan_clips(inputs)
     if len(clips) > MAX_CLIPS:
         raise RunError(f"at most {MAX_CLIPS} videos per run, got {len(clips)}")
@@ -657,7 +654,7 @@ def run_video(recipe, inputs: list[str | Path], out: str | Path, seed: int = 0, 
 
             for clip in todo:
                 finished(make_clip(recipe, clip, out, seed, progress=bar, timings=Timings(),
-                                   **_clip_device(device)).to_dict())
+                                   device=device).to_dict())
         else:
             _run_clips_on_ray(recipe, todo, out, seed, workers, address, bar, finished, device, gpu_workers)
     finally:
@@ -707,20 +704,6 @@ def _output_bytes(out: Path, fmt: str, manifest: Manifest) -> int:
     return total
 
 
-def video_device_stages() -> bool:
-    """Whether video/clip.py's make_clip takes a `device` (its event simulation on the GPU)."""
-    import inspect
-
-    from .video.clip import make_clip
-
-    return "device" in inspect.signature(make_clip).parameters
-
-
-def _clip_device(device: str) -> dict:
-    # make_clip's device argument only when it is not the CPU (a make_clip without one is all CPU)
-    return {} if device == "cpu" else {"device": device}
-
-
 def _run_clips_on_ray(recipe, clips: list, out: Path, seed: int, workers: int, address: str | None,
                       progress: "_Progress", finished, device: str = "cpu", gpu_workers: int | None = None) -> None:
     num_gpus = None
@@ -766,5 +749,5 @@ def _clip_task(recipe_dict: dict, clip: tuple, out: str, seed: int, counter, dev
     cv2.setNumThreads(1)
     result = make_clip(video_recipe_from_dict(recipe_dict), Clip(*clip), out, seed,
                        progress=lambda n, skipped: counter.add.remote(n, skipped), timings=Timings(),
-                       **_clip_device(device))
+                       device=device)
     return result.to_dict()

@@ -42,7 +42,8 @@ def _latent(value: str) -> str:
 @click.option("--max-frames", type=click.IntRange(min=3), default=None, help="Use only the first N frames of each clip.")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="lmdb: output frames per record (default 5).")
 @click.option("--flow-preset", type=click.Choice(["ultrafast", "fast", "medium"]), default=None, help="DIS preset.")
-@click.option("--flow-scale", type=float, default=None, help="Compute flow at this fraction of the resolution.")
+@click.option("--flow-scale", default=None,
+              help="Compute flow at this fraction of the resolution, or auto (about 640x360 pixels; the default).")
 @click.option("--no-filters", is_flag=True, help="Keep every output frame (no dark / static / texture filter).")
 @click.option("--events", is_flag=True, default=False, help="lmdb: also simulate events per window.")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
@@ -65,13 +66,10 @@ def video(videos, out, recipe, fmt, fps, duty_cycle, latent, gamma, noise, shake
     """Blurred/sharp pairs from real VIDEOS (files or folders) by flow-interpolated exposures."""
     from ..cli import parse_size, resolve_device_option
     from ..recipe import RecipeError
-    from ..runner import RunError, plan_clips, run_video, video_device_stages
+    from ..runner import RunError, plan_clips, run_video
     from .recipe import load_video_recipe
 
     device = resolve_device_option(device)
-    if device != "cpu" and not video_device_stages():
-        raise click.UsageError(f"--device {device}: no stage of blursynth video runs on a GPU in this build "
-                               "(video/clip.py's make_clip takes no device); use --device cpu")
 
     sets = []
     if fmt is not None:
@@ -113,11 +111,6 @@ def video(videos, out, recipe, fmt, fps, duty_cycle, latent, gamma, noise, shake
         resolved = load_video_recipe(recipe, sets)
     except RecipeError as exc:
         raise click.UsageError(str(exc)) from exc
-    if resolved.output.events:
-        try:
-            from ..events import formats  # noqa: F401
-        except ImportError as exc:
-            raise click.UsageError("--events needs blursynth.events.formats, which this build lacks") from exc
     try:
         clips = plan_clips(list(videos))
         if dry_run:
