@@ -22,7 +22,7 @@ from blursynth.adapt.domain import (BlurDistribution, condition_map, distributio
 from blursynth.adapt.inputs import InputError, discover
 from blursynth.adapt.analyze import analyze_video
 from blursynth.adapt.noise import NoiseEstimate, estimate_noise
-from blursynth.adapt.reblur import Condition, condition_path, reblur_patch
+from blursynth.adapt.reblur import Condition, condition_path, denoise_codes, reblur_patch
 from blursynth.adapt.run import AdaptError, run_adapt
 from blursynth.adapt.settings import load_settings
 from blursynth.adapt.sharpness import EnergyMap, _noise_gain, patch_grid, score_patches, select_sharpest
@@ -225,6 +225,23 @@ def test_selected_patches_are_the_sharp_frames_of_an_alternating_clip(tmp_path):
     assert sources and all(k % 2 == 0 for k in sources)
 
 
+def test_blur_cap_keeps_only_patches_that_are_truly_sharp(target):
+    # ratio 0.5 of a clip whose frames blur 0-8 px takes frames blurred 5-6 px; the cap keeps only the patches
+    # whose true blur (the engine's blur map) is small, and still some
+    analysis = analyze_video(discover([target["root"] / "bsd" / "seq1"])[0][0], _settings())
+    true_p90 = np.array([[np.percentile(m[y:y + PATCH, x:x + PATCH, 2], 90) for x, y in analysis.corners]
+                         for m in target["maps"]])
+    by_ratio = select_sharpest(analysis.scores, 0.5)
+    capped = select_sharpest(analysis.scores, 0.5, max_blur_px=3.0)
+    assert true_p90[by_ratio[:, 0], by_ratio[:, 1]].max() > 4.5
+    assert len(capped) >= 0.25 * len(by_ratio)
+    assert true_p90[capped[:, 0], capped[:, 1]].max() < 3.5
+    assert {tuple(c) for c in capped} <= {tuple(c) for c in by_ratio}
+    # the cap applies to the flow blur the analysis measured, exactly
+    assert np.all(analysis.scores.blur_px[capped[:, 0], capped[:, 1]] <= 3.0)
+    assert np.all(select_sharpest(analysis.scores, 0.5, max_blur_px=0.0) == by_ratio)
+
+
 def test_score_selection_and_patch_grid():
     grid = patch_grid((100, 70), 32, 32)
     assert grid.tolist() == [[x, y] for y in (0, 32, 38) for x in (0, 32, 64, 68)]
@@ -323,6 +340,27 @@ def test_reblur_adds_the_rest_of_the_noise_variance():
     assert pair.camera.read == pytest.approx(noise.read * math.sqrt(1 - kept))
 
 
+def test_denoised_source_makes_the_input_noise_independent_of_the_target():
+    # a flat patch with known noise, no motion: without denoising the input's noise is the target's own
+    # (correlation 1); denoised, the input gets a fresh draw of the whole noise (correlation about 0, same level)
+    noise = NoiseEstimate(shot=2e-3, read=3e-3)
+    x = float(SRGB.lut_to_linear()[118])
+    flat = np.full((200, 200, 3), x, np.float32)
+    noisy = encode_u8(add_noise(flat, noise.shot, noise.read, np.random.default_rng(1)), 1.0, SRGB.code_thresholds())
+    lut = SRGB.lut_to_linear()
+    for denoise in (False, True):
+        pair = reblur_patch(noisy, (36, 36), 128, Condition(0.0, 0.0), SRGB, noise, np.random.default_rng(0),
+                            denoise=denoise)
+        np.testing.assert_array_equal(pair.sharp, noisy[36:164, 36:164])  # the target is the patch as it was
+        a, b = lut[pair.blur].ravel() - x, lut[pair.sharp].ravel() - x
+        corr = float(np.corrcoef(a, b)[0, 1])
+        assert np.std(a) == pytest.approx(noise.sigma(x), rel=0.1)
+        assert corr > 0.99 if not denoise else abs(corr) < 0.05
+    assert pair.camera.shot == noise.shot and pair.camera.read == noise.read
+    # the denoiser itself removes most of the noise of a flat image
+    assert np.std(lut[denoise_codes(noisy, noise, SRGB)]) < 0.3 * noise.sigma(x)
+
+
 def test_gp_path_keeps_the_drawn_end_to_end_motion():
     cond = Condition(7.0, 2.0, "gp", seed=11)
     xy = condition_path(cond)
@@ -390,6 +428,16 @@ def test_bad_inputs_give_clear_errors(target, tmp_path):
     # an --out holding something else fails before any work
     with pytest.raises(AdaptError, match="not empty"):
         run_adapt([target["root"] / "bsd"], empty, _settings(), progress=False)
+    # a camera that always blurs 6 px, and a cap of 3 px: an error naming the setting, nothing written
+    frames, _ = _engine_clip(_line_path(6.0, 20.0), 6, 1.0, skdata.astronaut())
+    blurred = write_video(tmp_path / "blurred.avi", frames)
+    with pytest.raises(AdaptError, match="sharpness.max_blur_px") as info:
+        run_adapt([blurred], tmp_path / "capped", _settings("domain.exposure_ratio=1.0", "sharpness.max_blur_px=3"),
+                  progress=False)
+    assert "3.0 px" in str(info.value)
+    assert not (tmp_path / "capped" / "manifest.json").exists()
+    with pytest.raises(RecipeError, match="sharpness.max_blur_px"):
+        load_settings("adapt", ["sharpness.max_blur_px=-1"])
     with pytest.raises(RecipeError, match="sharpness.patch_size"):
         load_settings("adapt", ["sharpness.patch_size=16"])
     with pytest.raises(RecipeError, match="sharpness.nope"):

@@ -12,6 +12,9 @@ import click
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output directory.")
 @click.option("--recipe", default="adapt", show_default=True, help="Settings name (pipelines/) or YAML path.")
 @click.option("--ratio", type=float, default=None, help="Sharpest share of each video's patches kept (default 0.2).")
+@click.option("--max-blur-px", type=float, default=None,
+              help="Never take a patch the flow says moved more than this during the exposure, px (default 0: "
+                   "no cap).")
 @click.option("--patch-size", type=int, default=None, help="Side of the patches and of the pairs, px (default 256).")
 @click.option("--exposure-ratio", type=float, default=None,
               help="Exposure time / frame interval of the target camera (default 0.5).")
@@ -25,8 +28,8 @@ import click
 @click.option("--resume", is_flag=True, help="Finish an interrupted run in --out.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved settings and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def adapt(inputs, out, recipe, ratio, patch_size, exposure_ratio, pairs_per_patch, max_pairs, seed, shard_size, codec,
-          overrides, resume, dry_run, no_progress):
+def adapt(inputs, out, recipe, ratio, max_blur_px, patch_size, exposure_ratio, pairs_per_patch, max_pairs, seed,
+          shard_size, codec, overrides, resume, dry_run, no_progress):
     """Test-time reblurring: find the sharpest patches of the blurry INPUTS (video files, BSD-style folders with
     Blur/RGB/*.png, folders of frames), measure how that domain blurs and how noisy it is, and reblur the
     patches with matching blur and noise into LMDB shards in OUT (read them with ShardDataset, fine-tune with
@@ -36,7 +39,8 @@ def adapt(inputs, out, recipe, ratio, patch_size, exposure_ratio, pairs_per_patc
     from .settings import load_settings
 
     sets = list(overrides)
-    for flag, key in ((ratio, "sharpness.ratio"), (patch_size, "sharpness.patch_size"),
+    for flag, key in ((ratio, "sharpness.ratio"), (max_blur_px, "sharpness.max_blur_px"),
+                      (patch_size, "sharpness.patch_size"),
                       (exposure_ratio, "domain.exposure_ratio"), (pairs_per_patch, "reblur.pairs_per_patch"),
                       (codec, "output.codec")):
         if flag is not None:

@@ -8,10 +8,14 @@ its frame, so content entering the window is real, not replicated) moving along 
 blur map is exactly the drawn condition: (cos a, sin a, m) at every pixel, ID-Blau's convention. The sharp
 target is the patch itself (the response round trip returns its codes).
 
-Noise: the pseudo-sharp patch already carries the target's noise, which the blur averages down by
-sum(k^2) (k the rasterized path kernel: 1 for no motion, about 1 / (m + 1) for a line of m px). The camera
-adds the rest, (1 - sum(k^2)) of the target's Poisson-Gaussian variance (shot and read^2 both scaled), so
-the blurred patch ends near the target's noise level.
+Noise: the pseudo-sharp patch already carries the target's noise. By default the blur averages it down by
+sum(k^2) (k the rasterized path kernel: 1 for no motion, about 1 / (m + 1) for a line of m px) and the camera
+adds the rest, (1 - sum(k^2)) of the target's Poisson-Gaussian variance (shot and read^2 both scaled), so the
+blurred patch ends near the target's noise level; for small motions the input's noise is then mostly the
+target's own. With `denoise` (the adapt setting `reblur.denoise`) the patch is denoised before it is blurred
+(non-local means, strength from the target's noise at the patch's level) and the camera adds the target's whole
+noise: the input's noise is a fresh draw, independent of the noise the (untouched, noisy) sharp target keeps,
+as with Noise2Noise targets.
 """
 from __future__ import annotations
 
@@ -112,7 +116,8 @@ class Pair:
 
 
 def reblur_patch(frame: np.ndarray, corner: tuple[int, int], patch: int, condition: Condition, response: Response,
-                 noise: NoiseEstimate | None, rng: np.random.Generator, method: str = "exact") -> Pair:
+                 noise: NoiseEstimate | None, rng: np.random.Generator, method: str = "exact",
+                 denoise: bool = False) -> Pair:
     """Blur one patch of a target frame with a condition, in linear light, and encode it like the target.
 
     Args:
@@ -124,6 +129,8 @@ def reblur_patch(frame: np.ndarray, corner: tuple[int, int], patch: int, conditi
         noise: the target's noise (None: none added).
         rng: the sample's noise stream.
         method: "exact" or "layered" (the path is a translation: both integrate it).
+        denoise: blur a denoised copy of the patch and add the whole noise (see the module docstring); only with
+            a noise estimate.
     """
     xy = condition_path(condition)
     mid = _at_half(xy)
@@ -131,20 +138,43 @@ def reblur_patch(frame: np.ndarray, corner: tuple[int, int], patch: int, conditi
     margin = int(math.ceil(reach)) + 2
     x0, y0 = int(corner[0]) - margin, int(corner[1]) - margin
     region = _crop_replicate(frame, x0, y0, patch + 2 * margin)
-    linear = response.lut_to_linear()[region]
+    noisy = noise is not None and (noise.shot > 0 or noise.read > 0)
+    source = denoise_codes(region, noise, response) if noisy and denoise else region
+    linear = response.lut_to_linear()[source]
     layer = Layer(linear, np.ones(linear.shape[:2], np.float32), Motion.from_translation(xy).recentered(0.5),
                   extend=True, _opaque=True)
     exposure = render(Scene([layer]), method=method, reference_time=0.5)
     inner = (slice(margin, margin + patch), slice(margin, margin + patch))
     shot = read = 0.0
-    if noise is not None and (noise.shot > 0 or noise.read > 0):
-        kept = float(np.sum(np.square(rasterize_psf(xy - mid))))  # share of the source noise variance left
+    if noisy:
+        # share of the source's noise variance the blur leaves (none once denoised)
+        kept = 0.0 if denoise else float(np.sum(np.square(rasterize_psf(xy - mid))))
         rest = max(0.0, 1.0 - kept)
         shot, read = noise.shot * rest, noise.read * math.sqrt(rest)
     camera = CameraParams(gain=1.0, response=response, shot=shot, read=read)
     blur, sharp = apply_camera(np.ascontiguousarray(exposure.blur[inner]), np.ascontiguousarray(exposure.sharp[inner]),
                                camera, rng)
+    if source is not region:
+        sharp = np.ascontiguousarray(region[inner])  # the target keeps the patch as it was, noise and all
     return Pair(blur, sharp, np.ascontiguousarray(exposure.blur_map[inner]), camera, exposure.samples)
+
+
+def denoise_codes(image: np.ndarray, noise: NoiseEstimate, response: Response) -> np.ndarray:
+    """Non-local means (OpenCV, colour) of an encoded image, with the filter strength h set to the noise's
+    standard deviation in codes at the image's median linear level.
+
+    Args:
+        image: uint8 (H, W, 3) RGB.
+        noise: the domain's noise, linear units.
+        response: the image's response curve.
+    Returns:
+        uint8 (H, W, 3), same size.
+    """
+    x = float(np.median(response.lut_to_linear()[image]))
+    s = float(noise.sigma(x))
+    lo, hi = response.to_encoded(np.array([max(x - s, 0.0), min(x + s, 1.0)], np.float32))
+    h = max(float(255.0 * (hi - lo) / 2.0), 1e-3)
+    return cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(image), None, h, h, 5, 13)
 
 
 def _at_half(xy: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@
    frames smaller than the patch) are skipped with their reason, and the run stops with every reason when
    none is left;
 2. the domain: the histograms of all targets summed, the noise fitted on all their residuals;
-3. the pseudo-sharp patches: the `ratio` sharpest eligible patches of each video;
+3. the pseudo-sharp patches: the `ratio` sharpest eligible patches of each video, less those the flow says
+   moved more than `max_blur_px` during the exposure;
 4. the pairs: sample i is draw i % K (K = pairs_per_patch) of patch i // K, in (video, frame, patch) order;
    its condition comes from `stage_rng(seed, i, "adapt/motion")`, its noise from `stage_rng(seed, i,
    "adapt/noise")`, so a sample is a pure function of the inputs, settings, seed and index. Shards of
@@ -86,6 +87,9 @@ class AdaptSummary:
         out = [f"adapted {len(self.videos)} video(s), {frames} frames: "
                f"{sum(v['selected'] for v in self.videos)} pseudo-sharp patches of "
                f"{sum(v['eligible'] for v in self.videos)} eligible"]
+        over = sum(v.get("over_max_blur", 0) for v in self.videos)
+        if over:
+            out[-1] += f" ({over} more in the sharpest share left out: flow blur over sharpness.max_blur_px)"
         d = self.domain
         out.append(f"domain blur: mean {d['mean_px']:.2f} px, median {d['p50_px']:.2f}, p95 {d['p95_px']:.2f}; "
                    f"main axis {d['axis_deg']:.0f} deg (concentration {d['axis_concentration']:.2f}); "
@@ -151,6 +155,10 @@ def run_adapt(inputs, out: str | Path, settings: AdaptSettings, seed: int = 0, s
         noise = _pooled_noise(analyses) if settings.reblur.noise == "estimate" else None
         patches, videos = _select(analyses, settings, max_pairs)
         if not patches:
+            if any(v["eligible"] for v in videos):
+                raise AdaptError(f"no patch of any target is sharp enough: the flow blurs every candidate more than "
+                                 f"sharpness.max_blur_px = {settings.sharpness.max_blur_px} px (raise it, or 0 for "
+                                 f"no cap)")
             raise AdaptError("no eligible patch in any target (all too flat, or flow failed everywhere)")
         num = len(patches) * settings.reblur.pairs_per_patch
         manifest = Manifest(recipe=settings.to_dict(), seed=seed, num_requested=num,
@@ -226,13 +234,15 @@ def _select(analyses: list[VideoAnalysis], settings: AdaptSettings, max_pairs: i
     videos = []
     for v, a in enumerate(analyses):
         s = a.scores
-        chosen = select_sharpest(s, settings.sharpness.ratio)
+        chosen = select_sharpest(s, settings.sharpness.ratio, settings.sharpness.max_blur_px)
+        by_ratio = len(select_sharpest(s, settings.sharpness.ratio))
         for k, p in chosen:
             patches.append(PatchRef(v, int(k), (int(a.corners[p, 0]), int(a.corners[p, 1])), float(s.score[k, p]),
                                     float(s.relative[k, p]), float(s.blur_px[k, p])))
         videos.append({
             "id": a.target.id, "path": str(a.target.path), "frames": a.frames, "size": list(a.size),
             "patches": int(s.score.size), "eligible": int(s.eligible.sum()), "selected": int(len(chosen)),
+            "over_max_blur": int(by_ratio - len(chosen)),
             "blur": a.distribution.summary(), "motion_p99_px": round(a.motion_p99_px, 4),
             "noise": a.noise.fit().to_dict(),
             "conditions": None if a.conditions is None else f"{CONDITIONS_DIR}/{a.conditions.name}",
@@ -311,7 +321,7 @@ def _sample(a: VideoAnalysis, ref: PatchRef, frame: np.ndarray, index: int, draw
     """The stored record of sample `index` (draw `draw` of its patch) and its blur magnitude."""
     condition = draw_condition(distribution, stage_rng(seed, index, "adapt/motion"), settings.reblur.path)
     pair = reblur_patch(frame, ref.corner, settings.sharpness.patch_size, condition, response, noise,
-                        stage_rng(seed, index, "adapt/noise"), settings.reblur.method)
+                        stage_rng(seed, index, "adapt/noise"), settings.reblur.method, settings.reblur.denoise)
     m = pair.blur_map[..., 2]
     x0, y0 = ref.corner
     source = {"video": str(a.target.path), "video_id": a.target.id, "frame": ref.frame, "corner": [x0, y0],

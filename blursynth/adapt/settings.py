@@ -25,6 +25,8 @@ class SharpnessSettings:
     window: int = 4  # frames on each side the detail energy is compared with (same content, followed by flow)
     blur_tolerance_px: float = 2.0  # flow-estimated blur at which a patch's score is halved
     min_texture: float = 0.3  # eligible when the patch's reference energy >= this x the video's median
+    # never pseudo-sharp when the flow blur (90th percentile over the patch) exceeds this, px; 0: no cap
+    max_blur_px: float = 0.0
 
 
 @dataclass
@@ -52,6 +54,9 @@ class ReblurSettings:
     response: str = "srgb"  # how the target's frames are encoded: "srgb" or "gamma"
     gamma: float = 2.2  # response "gamma" only
     noise: str = "estimate"  # "estimate": the target's Poisson-Gaussian level; "none"
+    # blur a denoised copy of each patch and add the whole noise, so the input's noise is independent of the
+    # target's (`adapt.reblur`); false: blur the patch as it is and add only the noise the blur averaged away
+    denoise: bool = False
     noise_frames: int = 16  # frames per video the noise is estimated on (evenly spaced)
 
 
@@ -105,6 +110,7 @@ def _validate(s: AdaptSettings) -> None:
     _check(sh.window >= 1, "sharpness.window", f"must be >= 1, got {sh.window}")
     _check(sh.blur_tolerance_px > 0, "sharpness.blur_tolerance_px", f"must be > 0, got {sh.blur_tolerance_px}")
     _check(sh.min_texture >= 0, "sharpness.min_texture", f"must be >= 0, got {sh.min_texture}")
+    _check(sh.max_blur_px >= 0, "sharpness.max_blur_px", f"must be >= 0 (0: no cap), got {sh.max_blur_px}")
     _check(0 < d.exposure_ratio <= 1, "domain.exposure_ratio", f"must lie in (0, 1], got {d.exposure_ratio}")
     _check(d.flow_preset in PRESETS, "domain.flow_preset",
            f"must be one of {', '.join(PRESETS)}, got {d.flow_preset!r}")
