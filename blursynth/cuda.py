@@ -71,8 +71,7 @@ def unavailable_reason() -> str | None:
 def check_device(device: str) -> str:
     """Validate a device name: "cpu", "cuda" or "cuda:N" (ValueError otherwise, RuntimeError when CUDA is asked
     for and cannot run here, or N is not a visible device). Returns it."""
-    if device != "cpu" and device != "cuda" and not (device.startswith("cuda:") and device[5:].isdigit()):
-        raise ValueError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+    check_device_name(device)
     if device != "cpu":
         reason = unavailable_reason()
         if reason is not None:
@@ -88,6 +87,19 @@ def check_device(device: str) -> str:
 
 CUDA_METHODS = ("exact",)
 """Render methods with a CUDA kernel (render.method)."""
+
+
+def check_device_name(device: str) -> None:
+    """ValueError unless `device` is "cpu", "cuda" or "cuda:N" (whether it can run here is check_device's)."""
+    if device != "cpu" and device != "cuda" and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+
+
+def check_method(device: str, method: str) -> None:
+    """ValueError when `device` is a CUDA device and the render `method` has no CUDA kernel."""
+    if device != "cpu" and method not in CUDA_METHODS:
+        raise ValueError(f"render.method={method!r} has no CUDA kernel (only {', '.join(CUDA_METHODS)}): use "
+                         f"--device cpu, or --set render.method=exact")
 
 
 def resolve_device(device: str, method: str = "exact") -> str:
@@ -107,9 +119,7 @@ def resolve_device(device: str, method: str = "exact") -> str:
         chosen = "cuda" if method in CUDA_METHODS and available() else "cpu"
         log.info("--device auto: %s (%s)", chosen, unavailable_reason() or f"render.method={method}")
         return chosen
-    if device != "cpu" and method not in CUDA_METHODS:
-        raise ValueError(f"render.method={method!r} has no CUDA kernel (only {', '.join(CUDA_METHODS)}): use "
-                         f"--device cpu, or --set render.method=exact")
+    check_method(device, method)
     return check_device(device)
 
 

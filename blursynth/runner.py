@@ -159,7 +159,7 @@ def _check_device(device: str, kernels: str | None, method: str, workers: int, a
                   gpu_workers: int | None) -> tuple[str, str]:
     """(device, kernels) for a run, checked before any work: the device resolved (cuda.resolve_device), and the
     device the kernels run on (the same, unless the internal `kernels` switch says otherwise)."""
-    from .cuda import CUDA_METHODS, resolve_device
+    from .cuda import check_device_name, check_method, resolve_device
 
     if gpu_workers is not None and gpu_workers < 1:
         raise RunError(f"--gpu-workers must be at least 1, got {gpu_workers}")
@@ -168,10 +168,8 @@ def _check_device(device: str, kernels: str | None, method: str, workers: int, a
             device = resolve_device(device, method)
             kernels = device
         else:
-            if device not in ("cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
-                raise ValueError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
-            if device != "cpu" and method not in CUDA_METHODS:
-                raise ValueError(f"render.method={method!r} has no CUDA kernel: use --device cpu")
+            check_device_name(device)
+            check_method(device, method)
             kernels = resolve_device(kernels, method)
     except (ValueError, RuntimeError) as exc:
         raise RunError(str(exc)) from exc
@@ -179,11 +177,6 @@ def _check_device(device: str, kernels: str | None, method: str, workers: int, a
         raise RunError(f"--device {device}: Ray workers use the GPU Ray gives each of them; pass --device cuda "
                        f"(or --workers 0 to run in this process on {device})")
     return device, kernels
-
-
-def _identity(manifest: Manifest) -> dict:
-    """The run's identity: the manifest's, and the device kind (runs before it were made on the CPU)."""
-    return {**manifest.identity(), "device": manifest.extra.get("device", "cpu")}
 
 
 def _prepare_out(out: Path, manifest: Manifest, resume: bool) -> Manifest:
@@ -202,8 +195,8 @@ def _prepare_out(out: Path, manifest: Manifest, resume: bool) -> Manifest:
             existing = Manifest.load(out)
         except Exception as exc:  # a damaged manifest is not ours to overwrite
             raise RunError(f"--out {out} holds a manifest.json that cannot be read ({exc}); choose another --out") from exc
-        if _identity(existing) != _identity(manifest):
-            differ = [k for k, v in _identity(existing).items() if _identity(manifest)[k] != v]
+        if existing.identity() != manifest.identity():
+            differ = [k for k, v in existing.identity().items() if manifest.identity()[k] != v]
             raise RunError(f"--out {out} already holds a different run (differs in: {', '.join(differ)}); "
                            "choose another --out or remove it")
         if not resume:
@@ -362,18 +355,29 @@ def default_gpu_workers(cpus: float, gpus: float) -> int:
     return int(max(1, min(MAX_GPU_WORKERS, cpus // gpus)))
 
 
+def _local_gpus(address: str | None, device: str) -> int | None:
+    """GPUs to declare to a local Ray started for a run on `device` (None: a cluster's, or Ray's detection)."""
+    if address is not None or device == "cpu":
+        return None
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _gpu_share(gpu_workers: int | None, cpus: float, gpus: float) -> tuple[int, float]:
+    """(workers per GPU, the fraction of a GPU each holds), rounded to Ray's resolution for fractional
+    resources."""
+    per_gpu = gpu_workers or default_gpu_workers(cpus, gpus)
+    return per_gpu, round(1.0 / per_gpu, 4)
+
+
 def _run_shards_on_gpus(recipe: Recipe, source_spec: str, sam: dict | None, sam_actors: int | None, seed: int,
                         shards: list[tuple[int, range]], out: Path, workers: int, address: str | None,
                         progress: "_Progress", timings: Timings, finished, gpu_workers: int | None, kernels: str,
                         extra: dict) -> None:
     from collections import deque
 
-    num_gpus = None
-    if address is None and kernels != "cpu":
-        import torch
-
-        num_gpus = torch.cuda.device_count()
-    ray = _start_ray(workers, address, num_gpus)
+    ray = _start_ray(workers, address, _local_gpus(address, kernels))
     try:
         resources = ray.cluster_resources()
         segmenters = _sam_actors(ray, sam, sam_actors)
@@ -382,9 +386,8 @@ def _run_shards_on_gpus(recipe: Recipe, source_spec: str, sam: dict | None, sam_
         if gpus <= 0:
             raise RunError("--device cuda: the Ray cluster has no GPU left for the render workers "
                            f"({resources.get('GPU', 0.0):g} GPUs, {len(segmenters)} held by SAM actors)")
-        per_gpu = gpu_workers or default_gpu_workers(cpus, gpus)
+        per_gpu, share = _gpu_share(gpu_workers, cpus, gpus)
         count = max(1, min(int(gpus * per_gpu + 1e-9), int(cpus), len(shards)))
-        share = round(1.0 / per_gpu, 4)  # Ray's resolution for fractional resources
         extra["gpu_workers"] = {"count": count, "per_gpu": per_gpu, "gpu_share": share}
         log.info("%d GPU workers, %g of a GPU each (%g GPUs, %g CPUs)", count, share, gpus, cpus)
         counter = ray.remote(num_cpus=0)(_Counter).remote()
@@ -706,12 +709,7 @@ def _output_bytes(out: Path, fmt: str, manifest: Manifest) -> int:
 
 def _run_clips_on_ray(recipe, clips: list, out: Path, seed: int, workers: int, address: str | None,
                       progress: "_Progress", finished, device: str = "cpu", gpu_workers: int | None = None) -> None:
-    num_gpus = None
-    if address is None and device != "cpu":
-        import torch
-
-        num_gpus = torch.cuda.device_count()
-    ray = _start_ray(workers, address, num_gpus)
+    ray = _start_ray(workers, address, _local_gpus(address, device))
     try:
         counter = ray.remote(num_cpus=0)(_Counter).remote()
         options = dict(num_cpus=1, max_retries=TASK_RETRIES)
@@ -720,8 +718,7 @@ def _run_clips_on_ray(recipe, clips: list, out: Path, seed: int, workers: int, a
             resources = ray.cluster_resources()
             if resources.get("GPU", 0.0) <= 0:
                 raise RunError(f"--device {device}: the Ray cluster has no GPU")
-            per_gpu = gpu_workers or default_gpu_workers(resources.get("CPU", 0.0), resources["GPU"])
-            options["num_gpus"] = round(1.0 / per_gpu, 4)
+            options["num_gpus"] = _gpu_share(gpu_workers, resources.get("CPU", 0.0), resources["GPU"])[1]
         task = ray.remote(**options)(_clip_task)
         recipe_dict = recipe.to_dict()
         pending = [task.remote(recipe_dict, (c.ordinal, c.name, c.path), str(out.resolve()), seed, counter, device)

@@ -109,6 +109,8 @@ class Manifest:
             # shard s holds indices [s K, (s + 1) K): a resume must plan with the same K
             "shard_size": self.extra.get("shard_size"),
             "sam": self.extra.get("sam"),
+            # cpu or cuda: the bytes differ within csrc/README.md's tolerances (runs before it were all cpu)
+            "device": self.extra.get("device", "cpu"),
         }))
 
     def add_shard(self, info: ShardInfo) -> None:
