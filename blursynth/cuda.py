@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import rng as rng_mod
 from .camera import CameraParams, jpeg_roundtrip
 from .events.simulate import EVENT_DTYPE, TIME_SCALE, EventState
 from .render import Exposure
@@ -387,8 +388,8 @@ def _sharp_maps(layers: _DeviceLayers, packed: list[PackedLayers], scenes: list[
 
 
 def apply_camera(blur, sharp, params: CameraParams, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """camera.apply_camera with the images on the GPU: gain, noise (drawn from `rng` on the host in the same
-    order as the CPU path, applied on the device), clipping, response and 8-bit quantization on the device;
+    """camera.apply_camera with the images on the GPU: gain, noise (the counter-based stream keyed by one draw
+    from `rng`, as the CPU path draws it), clipping, response and 8-bit quantization on the device;
     only the uint8 images come back (JPEG, when asked, on the host).
 
     Args:
@@ -402,11 +403,11 @@ def apply_camera(blur, sharp, params: CameraParams, rng: np.random.Generator) ->
     ext = extension()
     if params.shot > 0 or params.read > 0:
         gained = (blur.contiguous() * torch.tensor(params.gain, dtype=torch.float32, device=blur.device)).contiguous()
-        n = gained.numel()
-        uniform = torch.from_numpy(rng.random(n, dtype=np.float32)).to(blur.device)
-        normal = torch.from_numpy(rng.standard_normal(n, dtype=np.float32)).to(blur.device)
+        key = int(rng_mod.key_from(rng))
+        zk, zw, zf = (torch.from_numpy(np.array(t)).to(blur.device) for t in (rng_mod.ZIG_K, rng_mod.ZIG_W,
+                                                                              rng_mod.ZIG_F))
         noisy = torch.empty_like(gained)
-        ext.noise(gained, float(params.shot), float(params.read), uniform, normal, noisy)
+        ext.noise(gained, float(params.shot), float(params.read), key, zk, zw, zf, noisy)
         blur_u8 = encode_u8(noisy, 1.0, thresholds)
     else:
         blur_u8 = encode_u8(blur, params.gain, thresholds)

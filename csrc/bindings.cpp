@@ -146,16 +146,19 @@ void encode_u8(torch::Tensor x, double gain, torch::Tensor thresholds, torch::Te
                "encode_u8");
 }
 
-void noise(torch::Tensor x, double shot, double read, torch::Tensor uniform, torch::Tensor normal, torch::Tensor out) {
+void noise(torch::Tensor x, double shot, double read, int64_t key, torch::Tensor zk, torch::Tensor zw,
+           torch::Tensor zf, torch::Tensor out) {
   check(x, "x", torch::kFloat32);
-  check(uniform, "uniform", torch::kFloat32);
-  check(normal, "normal", torch::kFloat32);
+  check(zk, "zk", torch::kInt64);
+  check(zw, "zw", torch::kFloat64);
+  check(zf, "zf", torch::kFloat64);
   check(out, "out", torch::kFloat32);
-  TORCH_CHECK(uniform.numel() == x.numel() && normal.numel() == x.numel() && out.numel() == x.numel(),
-              "x, uniform, normal and out must have one size");
+  TORCH_CHECK(zk.numel() == 128 && zw.numel() == 128 && zf.numel() == 128, "the ziggurat tables hold 128 values");
+  TORCH_CHECK(out.numel() == x.numel(), "out must be shaped like x");
   const c10::cuda::CUDAGuard guard(x.device());
-  check_launch(bs_launch_noise(x.data_ptr<float>(), x.numel(), shot, read, uniform.data_ptr<float>(),
-                               normal.data_ptr<float>(), out.data_ptr<float>(), c10::cuda::getCurrentCUDAStream()),
+  check_launch(bs_launch_noise(x.data_ptr<float>(), x.numel(), shot, read, (uint64_t)key, zk.data_ptr<int64_t>(),
+                               zw.data_ptr<double>(), zf.data_ptr<double>(), out.data_ptr<float>(),
+                               c10::cuda::getCurrentCUDAStream()),
                "noise");
 }
 

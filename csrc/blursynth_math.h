@@ -334,19 +334,80 @@ BS_HD uint8_t bs_encode_u8(float x, float gain, const float* thresholds) {
   return (uint8_t)lo;
 }
 
-// Poisson-Gaussian noise on one value (camera.py _noise): y = shot * Poisson(x / shot) + N(0, read^2) with x
+// Counter-based random numbers (blursynth/rng.py): value i of a stream is SplitMix64's i-th output for the key,
+// so every thread draws its own values and gets what numba draws.
+#define BS_GOLDEN 0x9E3779B97F4A7C15ULL
+#define BS_REJECT_SALT 0xD1B54A32D192ED03ULL
+#define BS_UNIFORM_SALT 0x6A09E667F3BCC909ULL  // camera.py UNIFORM_SALT: the Poisson uniform's stream
+#define BS_ZIG_LAYERS 128
+#define BS_ZIG_R 3.442619855899
+
+BS_HD uint64_t bs_mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+BS_HD uint64_t bs_hash64(uint64_t key, int64_t i) { return bs_mix64(key + ((uint64_t)i + 1ULL) * BS_GOLDEN); }
+
+// uniform in (0, 1) from the top 53 bits
+BS_HD double bs_unit(uint64_t bits) { return ((double)(bits >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+
+// The ziggurat tables of rng.py (ZIG_K, ZIG_W, ZIG_F), passed in so both sides use the same numbers.
+struct BsZiggurat {
+  const int64_t* k;
+  const double* w;
+  const double* f;
+};
+
+// rng.py normal_fast: bits 0-31 the signed value, bits 32-38 the layer
+BS_HD int64_t bs_zig_value(uint64_t h) { return (int64_t)(int32_t)(uint32_t)(h & 0xFFFFFFFFULL); }
+BS_HD int64_t bs_zig_layer(uint64_t h) { return (int64_t)((h >> 32) & (uint64_t)(BS_ZIG_LAYERS - 1)); }
+BS_HD int64_t bs_absi(int64_t a) { return a < 0 ? -a : a; }
+
+// A standard normal deviate from the value's hash h (rng.py normal / normal_slow, step for step).
+BS_HD double bs_normal(uint64_t h, const BsZiggurat& z) {
+  int64_t j = bs_zig_value(h), layer = bs_zig_layer(h);
+  if (bs_absi(j) < z.k[layer]) return BS_DMUL((double)j, z.w[layer]);
+  uint64_t state = h ^ BS_REJECT_SALT;
+  for (;;) {
+    const double x = BS_DMUL((double)j, z.w[layer]);
+    if (layer == 0) {
+      double a, b;
+      for (;;) {
+        state += BS_GOLDEN;
+        a = -log(bs_unit(bs_mix64(state))) / BS_ZIG_R;
+        state += BS_GOLDEN;
+        b = -log(bs_unit(bs_mix64(state)));
+        if (b + b >= BS_DMUL(a, a)) break;
+      }
+      return j > 0 ? BS_ZIG_R + a : -BS_ZIG_R - a;
+    }
+    state += BS_GOLDEN;
+    const double u = bs_unit(bs_mix64(state));
+    if (z.f[layer] + BS_DMUL(u, z.f[layer - 1] - z.f[layer]) < exp(BS_DMUL(-0.5 * x, x))) return x;
+    state += BS_GOLDEN;
+    const uint64_t r = bs_mix64(state);
+    j = bs_zig_value(r);
+    layer = bs_zig_layer(r);
+    if (bs_absi(j) < z.k[layer]) return BS_DMUL((double)j, z.w[layer]);
+  }
+}
+
+// Poisson-Gaussian noise on value i (camera.py _noise): y = shot * Poisson(x / shot) + N(0, read^2) with x
 // clipped to >= 0. The Gaussian model (mean v, variance shot * v + read^2, in float32) everywhere; below 32
-// expected photons the exact Poisson count by inverse CDF of `uniform` (float64). uniform, normal: the value's
-// draws from the sample's noise stream.
-BS_HD float bs_noise(float x, double shot, double read, float uniform, float normal) {
-  const float zero = 0.0f;
-  const float v = zero > x ? zero : x;
-  const float gauss = v + BS_FMUL(sqrtf(BS_FMUL((float)shot, v) + (float)(read * read)), normal);
-  if (shot <= 0.0) return gauss;
-  if (x >= (float)(32.0 * shot)) return gauss;
+// expected photons the exact Poisson count by inverse CDF (float64). The normal is value i of the stream `key`,
+// the Poisson uniform value i of the stream key ^ BS_UNIFORM_SALT.
+BS_HD float bs_noise(float x, double shot, double read, uint64_t key, int64_t i, const BsZiggurat& zig) {
+  const float normal = (float)bs_normal(bs_hash64(key, i), zig);
+  if (!(shot > 0.0 && x < (float)(32.0 * shot))) {
+    const float zero = 0.0f;
+    const float v = zero > x ? zero : x;
+    return v + BS_FMUL(sqrtf(BS_FMUL((float)shot, v) + (float)(read * read)), normal);
+  }
   const double xd = (double)x;
   const double lam = (xd > 0.0 ? xd : 0.0) / shot;
-  const double u = (double)uniform;
+  const double u = bs_unit(bs_hash64(key ^ BS_UNIFORM_SALT, i));
   double p = exp(-lam), cdf = p;
   int k = 0;
   while (u > cdf && k < 1000) {

@@ -79,9 +79,16 @@ void bs_host_encode_u8(const float* x, int64_t n, float gain, const float* thres
 }
 
 // camera.py add_noise's kernel (render.cu bs_noise_kernel): n values.
-void bs_host_noise(const float* x, int64_t n, double shot, double read, const float* uniform, const float* normal,
-                   float* out) {
-  for (int64_t i = 0; i < n; ++i) out[i] = bs_noise(x[i], shot, read, uniform[i], normal[i]);
+void bs_host_noise(const float* x, int64_t n, double shot, double read, uint64_t key, const int64_t* zk,
+                   const double* zw, const double* zf, float* out) {
+  const BsZiggurat zig{zk, zw, zf};
+  for (int64_t i = 0; i < n; ++i) out[i] = bs_noise(x[i], shot, read, key, i, zig);
+}
+
+// rng.py standard_normal: n values of the normal stream `key`.
+void bs_host_normal(uint64_t key, int64_t n, const int64_t* zk, const double* zw, const double* zf, double* out) {
+  const BsZiggurat zig{zk, zw, zf};
+  for (int64_t i = 0; i < n; ++i) out[i] = bs_normal(bs_hash64(key, i), zig);
 }
 
 }  // extern "C"

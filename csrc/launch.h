@@ -39,6 +39,6 @@ cudaError_t bs_launch_esim_fill(const float* frames, const double* t_s, int64_t 
 cudaError_t bs_launch_encode_u8(const float* x, int64_t n, float gain, const float* thresholds, uint8_t* out,
                                 cudaStream_t stream);
 
-// Camera noise: out[i] = bs_noise(x[i], shot, read, uniform[i], normal[i]).
-cudaError_t bs_launch_noise(const float* x, int64_t n, double shot, double read, const float* uniform,
-                            const float* normal, float* out, cudaStream_t stream);
+// Camera noise: out[i] = bs_noise(x[i], shot, read, key, i, {zk, zw, zf}) (the ziggurat tables of rng.py).
+cudaError_t bs_launch_noise(const float* x, int64_t n, double shot, double read, uint64_t key, const int64_t* zk,
+                            const double* zw, const double* zf, float* out, cudaStream_t stream);

@@ -23,6 +23,7 @@ import pytest
 from skimage import data
 
 from blursynth import cuda as bcuda
+from blursynth import rng as rng_mod
 from blursynth.camera import Response, add_noise, encode_u8
 from blursynth.events import simulate
 from blursynth.motion import Motion, object_motion, rotational_motion
@@ -286,12 +287,24 @@ def test_encode_and_noise_equal_the_camera_kernels(host):
     x = rng.uniform(0.0, 1.5, 30000).astype(np.float32)
     for shot, read in ((1e-4, 1e-3), (1e-2, 0.0), (0.0, 3e-3)):
         ref = add_noise(x, shot, read, np.random.default_rng(11))
-        draws = np.random.default_rng(11)
-        uniform = draws.random(x.size, dtype=np.float32)
-        normal = draws.standard_normal(x.size, dtype=np.float32)
+        key = rng_mod.key_from(np.random.default_rng(11))
         ours = np.empty_like(x)
-        host.bs_host_noise(ptr(x), I64(x.size), F64(shot), F64(read), ptr(uniform), ptr(normal), ptr(ours))
+        host.bs_host_noise(ptr(x), I64(x.size), F64(shot), F64(read), ctypes.c_uint64(int(key)), *ZIG, ptr(ours))
         np.testing.assert_array_equal(ours, ref)
+
+
+ZIG = [ptr(t) for t in (rng_mod.ZIG_K, rng_mod.ZIG_W, rng_mod.ZIG_F)]  # module-level arrays: always referenced
+
+
+def test_normal_stream_equals_numba_including_every_rejection_branch(host):
+    # 300k values: ~3600 take the wedge or tail steps of the ziggurat, ~170 the tail beyond R
+    n = 300_000
+    for key in (0, 2**63 - 1, 987654321):
+        ref = rng_mod.standard_normal(key, n)
+        ours = np.empty(n, np.float64)
+        host.bs_host_normal(ctypes.c_uint64(key), I64(n), *ZIG, ptr(ours))
+        np.testing.assert_array_equal(ours, ref)
+        assert np.count_nonzero(np.abs(ref) > rng_mod.ZIG_R) > 50
 
 
 # --------------------------------------------------------------------------------------------------------------
