@@ -157,9 +157,9 @@ def _code_lut(thresholds: bytes) -> np.ndarray:
 def add_noise(x: np.ndarray, shot: float, read: float, rng: np.random.Generator) -> np.ndarray:
     """Poisson-Gaussian noise: y = shot * Poisson(x / shot) + N(0, read^2), x clipped to >= 0 first.
 
-    Below 32 expected photons the Poisson count is exact (inverse CDF on a uniform); above, it is drawn from the
+    Below 32 expected photons the Poisson count is exact (rng.poisson); above, it is drawn from the
     Gaussian with the same mean and variance, the usual heteroscedastic model of raw noise (skewness
-    1 / sqrt(lam) < 0.18 there). The kernel draws value i's normal and uniform itself from a counter-based
+    1 / sqrt(lam) < 0.18 there). The kernel draws value i's normal and uniforms itself from a counter-based
     stream (blursynth.rng) keyed by one 64-bit draw from `rng`, so the result is a pure function of
     (x, shot, read, rng state) on any number of threads, and the CUDA kernel draws the same numbers.
     Returns float32 of x's shape.
@@ -167,39 +167,35 @@ def add_noise(x: np.ndarray, shot: float, read: float, rng: np.random.Generator)
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
     out = np.empty_like(flat)
     _noise(flat, np.float64(shot), np.float64(read), rng_mod.key_from(rng), rng_mod.ZIG_K, rng_mod.ZIG_W,
-           rng_mod.ZIG_F, out)
+           rng_mod.ZIG_F, rng_mod.POIS_CDF, rng_mod.POIS_GUIDE_TABLE, out)
     return out.reshape(np.shape(x))
 
 
-_POISSON_MAX_K = 1000
-_INV_K = 1.0 / np.maximum(np.arange(_POISSON_MAX_K + 1, dtype=np.float64), 1.0)
-# value i's Poisson uniform comes from the stream keyed by key ^ this (its normal from the stream `key`)
+# value i's Poisson uniforms come from the streams keyed by key ^ these (its normal from the stream `key`)
 UNIFORM_SALT = np.uint64(0x6A09E667F3BCC909)
+UNIFORM_SALT2 = np.uint64(0xBB67AE8584CAA73B)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _noise(x, shot, read, key, zk, zw, zf, out):
+def _noise(x, shot, read, key, zk, zw, zf, pcdf, pguide, out):
+    # two passes: the Gaussian model everywhere (float32), then the exact Poisson count where fewer than
+    # _GAUSSIAN_LAMBDA photons are expected (that pass draws the value's normal again: same hash, same number)
     shot32, var_read = np.float32(shot), np.float32(read * read)
     zero = np.float32(0.0)
-    dark = np.float32(_GAUSSIAN_LAMBDA * shot)
-    ukey = key ^ UNIFORM_SALT
     for i in numba.prange(x.shape[0]):
-        normal = np.float32(rng_mod.normal(rng_mod.hash64(key, i), zk, zw, zf))
-        if not (shot > 0.0 and x[i] < dark):
-            # the Gaussian model (float32)
-            v = max(x[i], zero)
-            out[i] = v + np.sqrt(shot32 * v + var_read) * normal
+        v = max(x[i], zero)
+        out[i] = v + np.sqrt(shot32 * v + var_read) * np.float32(rng_mod.normal(rng_mod.hash64(key, i), zk, zw, zf))
+    if not shot > 0.0:
+        return
+    dark = np.float32(_GAUSSIAN_LAMBDA * shot)
+    ukey, ukey2 = key ^ UNIFORM_SALT, key ^ UNIFORM_SALT2
+    for i in numba.prange(x.shape[0]):
+        if not x[i] < dark:
             continue
-        # fewer than _GAUSSIAN_LAMBDA photons expected: the exact count, smallest k with P(K <= k) >= u
         lam = max(np.float64(x[i]), 0.0) / shot
-        u = rng_mod.unit(rng_mod.hash64(ukey, i))
-        p = np.exp(-lam)
-        cdf = p
-        k = 0
-        while u > cdf and k < _POISSON_MAX_K:
-            k += 1
-            p *= lam * _INV_K[k]  # a multiply, not a divide, on the loop's dependency chain
-            cdf += p
+        k = rng_mod.poisson(lam, rng_mod.unit(rng_mod.hash64(ukey, i)), rng_mod.unit(rng_mod.hash64(ukey2, i)),
+                            pcdf, pguide)
+        normal = np.float32(rng_mod.normal(rng_mod.hash64(key, i), zk, zw, zf))
         out[i] = shot * k + read * np.float64(normal)
 
 

@@ -404,10 +404,10 @@ def apply_camera(blur, sharp, params: CameraParams, rng: np.random.Generator) ->
     if params.shot > 0 or params.read > 0:
         gained = (blur.contiguous() * torch.tensor(params.gain, dtype=torch.float32, device=blur.device)).contiguous()
         key = int(rng_mod.key_from(rng))
-        zk, zw, zf = (torch.from_numpy(np.array(t)).to(blur.device) for t in (rng_mod.ZIG_K, rng_mod.ZIG_W,
-                                                                              rng_mod.ZIG_F))
+        tables = [torch.from_numpy(np.array(t)).to(blur.device) for t in
+                  (rng_mod.ZIG_K, rng_mod.ZIG_W, rng_mod.ZIG_F, rng_mod.POIS_CDF, rng_mod.POIS_GUIDE_TABLE)]
         noisy = torch.empty_like(gained)
-        ext.noise(gained, float(params.shot), float(params.read), key, zk, zw, zf, noisy)
+        ext.noise(gained, float(params.shot), float(params.read), key, *tables, noisy)
         blur_u8 = encode_u8(noisy, 1.0, thresholds)
     else:
         blur_u8 = encode_u8(blur, params.gain, thresholds)

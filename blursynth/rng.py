@@ -10,8 +10,12 @@ layer index and the value come from disjoint bits of the hash (Doornik 2005 show
 tails). About 98.8% of draws take the fast path (one table compare and one multiply); the rest take the exact
 wedge / tail rejection steps with extra numbers from a SplitMix64 stream seeded by the value's hash.
 
-csrc/blursynth_math.h (bs_splitmix64, bs_normal) repeats this arithmetic for the CUDA kernels, with the same
-tables passed in, and tests/test_cuda_host.py checks that the two agree.
+Poisson counts below POIS_MAX_LAMBDA are exact: K = A + B with A ~ Poisson(floor(lam)) by inversion through a
+guide table of that integer mean's CDF and B ~ Poisson(lam - floor(lam)) by sequential inversion (about
+lam - floor(lam) steps), so a count costs a table lookup and one or two steps whatever lam is.
+
+csrc/blursynth_math.h (bs_hash64, bs_normal, bs_poisson) repeats this arithmetic for the CUDA kernels, with the
+same tables passed in, and tests/test_cuda_host.py checks that the two agree.
 """
 from __future__ import annotations
 
@@ -27,6 +31,11 @@ _REJECT_SALT = np.uint64(0xD1B54A32D192ED03)
 ZIG_LAYERS = 128
 ZIG_R = 3.442619855899  # start of the tail (Marsaglia & Tsang 2000, 128 layers)
 _ZIG_V = 9.91256303526217e-3  # area of each layer
+
+
+POIS_MAX_LAMBDA = 32  # the tables cover integer means 0 .. POIS_MAX_LAMBDA - 1
+POIS_KMAX = 128  # CDF entries per integer mean (P(K >= 128) < 1e-40 for means below 32)
+POIS_GUIDE = 256  # guide-table buckets per integer mean
 
 
 def key_from(rng: np.random.Generator) -> np.uint64:
@@ -61,6 +70,30 @@ def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 ZIG_K, ZIG_W, ZIG_F = _ziggurat_tables()
+
+
+def _poisson_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(cdf, guide): cdf[n, k] = P(Poisson(n) <= k) in float64 (pmf by the recurrence p_k = p_(k-1) * n / k,
+    summed in order); guide[n, j] = the smallest k with cdf[n, k] >= j / POIS_GUIDE."""
+    cdf = np.zeros((POIS_MAX_LAMBDA, POIS_KMAX), np.float64)
+    guide = np.zeros((POIS_MAX_LAMBDA, POIS_GUIDE), np.int64)
+    for n in range(POIS_MAX_LAMBDA):
+        p = np.exp(-float(n))
+        c = p
+        cdf[n, 0] = c
+        for k in range(1, POIS_KMAX):
+            p *= n / k
+            c += p
+            cdf[n, k] = c
+        guide[n] = np.minimum(np.searchsorted(cdf[n], np.arange(POIS_GUIDE) / POIS_GUIDE, side="left"),
+                              POIS_KMAX - 1)
+    cdf.flags.writeable = False
+    guide.flags.writeable = False
+    return cdf, guide
+
+
+POIS_CDF, POIS_GUIDE_TABLE = _poisson_tables()
+_INV_K = 1.0 / np.maximum(np.arange(1001, dtype=np.float64), 1.0)
 
 
 @numba.njit(inline="always")
@@ -131,6 +164,26 @@ def normal(h, zk, zw, zf):
     if ok:
         return x
     return normal_slow(h, zk, zw, zf)
+
+
+@numba.njit(inline="always")
+def poisson(lam, u1, u2, cdf, guide):
+    """An exact Poisson(lam) count for 0 <= lam < POIS_MAX_LAMBDA from two uniforms in (0, 1)."""
+    n = min(np.int64(lam), POIS_MAX_LAMBDA - 1)
+    f = lam - np.float64(n)  # below 1 (just above 1 only if lam rounds up to POIS_MAX_LAMBDA)
+    # A ~ Poisson(n): the smallest k with cdf[n, k] >= u1, starting from the guide
+    a = guide[n, np.int64(u1 * POIS_GUIDE)]
+    while a < POIS_KMAX - 1 and cdf[n, a] < u1:
+        a += 1
+    # B ~ Poisson(f), f < 1: sequential inversion
+    p = np.exp(-f)
+    c = p
+    b = 0
+    while u2 > c and b < 1000:
+        b += 1
+        p *= f * _INV_K[b]
+        c += p
+    return a + b
 
 
 @numba.njit(parallel=True, cache=True)

@@ -147,17 +147,22 @@ void encode_u8(torch::Tensor x, double gain, torch::Tensor thresholds, torch::Te
 }
 
 void noise(torch::Tensor x, double shot, double read, int64_t key, torch::Tensor zk, torch::Tensor zw,
-           torch::Tensor zf, torch::Tensor out) {
+           torch::Tensor zf, torch::Tensor pcdf, torch::Tensor pguide, torch::Tensor out) {
   check(x, "x", torch::kFloat32);
   check(zk, "zk", torch::kInt64);
   check(zw, "zw", torch::kFloat64);
   check(zf, "zf", torch::kFloat64);
+  check(pcdf, "pcdf", torch::kFloat64);
+  check(pguide, "pguide", torch::kInt64);
   check(out, "out", torch::kFloat32);
+  // sizes of rng.py's tables (blursynth_math.h BS_ZIG_LAYERS, BS_POIS_MAX_LAMBDA x BS_POIS_KMAX / BS_POIS_GUIDE)
   TORCH_CHECK(zk.numel() == 128 && zw.numel() == 128 && zf.numel() == 128, "the ziggurat tables hold 128 values");
+  TORCH_CHECK(pcdf.numel() == 32 * 128 && pguide.numel() == 32 * 256, "the Poisson tables are (32, 128) and (32, 256)");
   TORCH_CHECK(out.numel() == x.numel(), "out must be shaped like x");
   const c10::cuda::CUDAGuard guard(x.device());
   check_launch(bs_launch_noise(x.data_ptr<float>(), x.numel(), shot, read, (uint64_t)key, zk.data_ptr<int64_t>(),
-                               zw.data_ptr<double>(), zf.data_ptr<double>(), out.data_ptr<float>(),
+                               zw.data_ptr<double>(), zf.data_ptr<double>(), pcdf.data_ptr<double>(),
+                               pguide.data_ptr<int64_t>(), out.data_ptr<float>(),
                                c10::cuda::getCurrentCUDAStream()),
                "noise");
 }

@@ -338,7 +338,8 @@ BS_HD uint8_t bs_encode_u8(float x, float gain, const float* thresholds) {
 // so every thread draws its own values and gets what numba draws.
 #define BS_GOLDEN 0x9E3779B97F4A7C15ULL
 #define BS_REJECT_SALT 0xD1B54A32D192ED03ULL
-#define BS_UNIFORM_SALT 0x6A09E667F3BCC909ULL  // camera.py UNIFORM_SALT: the Poisson uniform's stream
+#define BS_UNIFORM_SALT 0x6A09E667F3BCC909ULL   // camera.py UNIFORM_SALT, UNIFORM_SALT2: the Poisson uniforms
+#define BS_UNIFORM_SALT2 0xBB67AE8584CAA73BULL
 #define BS_ZIG_LAYERS 128
 #define BS_ZIG_R 3.442619855899
 
@@ -394,11 +395,39 @@ BS_HD double bs_normal(uint64_t h, const BsZiggurat& z) {
   }
 }
 
+// rng.py's Poisson tables (POIS_CDF (32, 128) float64, POIS_GUIDE_TABLE (32, 256) int64), passed in.
+#define BS_POIS_MAX_LAMBDA 32
+#define BS_POIS_KMAX 128
+#define BS_POIS_GUIDE 256
+struct BsPoisson {
+  const double* cdf;
+  const int64_t* guide;
+};
+
+// An exact Poisson(lam) count, 0 <= lam < 32 (rng.py poisson): Poisson(floor(lam)) by the guide table plus
+// Poisson(lam - floor(lam)) by sequential inversion.
+BS_HD int64_t bs_poisson(double lam, double u1, double u2, const BsPoisson& t) {
+  const int64_t n = bs_mini((int64_t)lam, BS_POIS_MAX_LAMBDA - 1);
+  const double f = lam - (double)n;
+  const double* cdf = t.cdf + n * BS_POIS_KMAX;
+  int64_t a = t.guide[n * BS_POIS_GUIDE + (int64_t)(u1 * BS_POIS_GUIDE)];
+  while (a < BS_POIS_KMAX - 1 && cdf[a] < u1) ++a;
+  double p = exp(-f), c = p;
+  int64_t b = 0;
+  while (u2 > c && b < 1000) {
+    ++b;
+    p = BS_DMUL(p, BS_DMUL(f, 1.0 / (double)b));
+    c += p;
+  }
+  return a + b;
+}
+
 // Poisson-Gaussian noise on value i (camera.py _noise): y = shot * Poisson(x / shot) + N(0, read^2) with x
 // clipped to >= 0. The Gaussian model (mean v, variance shot * v + read^2, in float32) everywhere; below 32
-// expected photons the exact Poisson count by inverse CDF (float64). The normal is value i of the stream `key`,
-// the Poisson uniform value i of the stream key ^ BS_UNIFORM_SALT.
-BS_HD float bs_noise(float x, double shot, double read, uint64_t key, int64_t i, const BsZiggurat& zig) {
+// expected photons the exact Poisson count (float64). The normal is value i of the stream `key`, the Poisson
+// uniforms value i of the streams key ^ BS_UNIFORM_SALT and key ^ BS_UNIFORM_SALT2.
+BS_HD float bs_noise(float x, double shot, double read, uint64_t key, int64_t i, const BsZiggurat& zig,
+                     const BsPoisson& pois) {
   const float normal = (float)bs_normal(bs_hash64(key, i), zig);
   if (!(shot > 0.0 && x < (float)(32.0 * shot))) {
     const float zero = 0.0f;
@@ -407,13 +436,7 @@ BS_HD float bs_noise(float x, double shot, double read, uint64_t key, int64_t i,
   }
   const double xd = (double)x;
   const double lam = (xd > 0.0 ? xd : 0.0) / shot;
-  const double u = bs_unit(bs_hash64(key ^ BS_UNIFORM_SALT, i));
-  double p = exp(-lam), cdf = p;
-  int k = 0;
-  while (u > cdf && k < 1000) {
-    ++k;
-    p = BS_DMUL(p, BS_DMUL(lam, 1.0 / (double)k));
-    cdf += p;
-  }
+  const int64_t k = bs_poisson(lam, bs_unit(bs_hash64(key ^ BS_UNIFORM_SALT, i)),
+                               bs_unit(bs_hash64(key ^ BS_UNIFORM_SALT2, i)), pois);
   return (float)(BS_DMUL(shot, (double)k) + BS_DMUL(read, (double)normal));
 }

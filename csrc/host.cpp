@@ -80,9 +80,10 @@ void bs_host_encode_u8(const float* x, int64_t n, float gain, const float* thres
 
 // camera.py add_noise's kernel (render.cu bs_noise_kernel): n values.
 void bs_host_noise(const float* x, int64_t n, double shot, double read, uint64_t key, const int64_t* zk,
-                   const double* zw, const double* zf, float* out) {
+                   const double* zw, const double* zf, const double* pcdf, const int64_t* pguide, float* out) {
   const BsZiggurat zig{zk, zw, zf};
-  for (int64_t i = 0; i < n; ++i) out[i] = bs_noise(x[i], shot, read, key, i, zig);
+  const BsPoisson pois{pcdf, pguide};
+  for (int64_t i = 0; i < n; ++i) out[i] = bs_noise(x[i], shot, read, key, i, zig, pois);
 }
 
 // rng.py standard_normal: n values of the normal stream `key`.

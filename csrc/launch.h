@@ -39,6 +39,8 @@ cudaError_t bs_launch_esim_fill(const float* frames, const double* t_s, int64_t 
 cudaError_t bs_launch_encode_u8(const float* x, int64_t n, float gain, const float* thresholds, uint8_t* out,
                                 cudaStream_t stream);
 
-// Camera noise: out[i] = bs_noise(x[i], shot, read, key, i, {zk, zw, zf}) (the ziggurat tables of rng.py).
+// Camera noise: out[i] = bs_noise(x[i], shot, read, key, i, {zk, zw, zf}, {pcdf, pguide}) (rng.py's ziggurat
+// and Poisson tables).
 cudaError_t bs_launch_noise(const float* x, int64_t n, double shot, double read, uint64_t key, const int64_t* zk,
-                            const double* zw, const double* zf, float* out, cudaStream_t stream);
+                            const double* zw, const double* zf, const double* pcdf, const int64_t* pguide, float* out,
+                            cudaStream_t stream);

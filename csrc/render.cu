@@ -54,10 +54,12 @@ __global__ void bs_encode_u8_kernel(const float* __restrict__ x, int64_t n, floa
 
 __global__ void bs_noise_kernel(const float* __restrict__ x, int64_t n, double shot, double read, uint64_t key,
                                 const int64_t* __restrict__ zk, const double* __restrict__ zw,
-                                const double* __restrict__ zf, float* __restrict__ out) {
+                                const double* __restrict__ zf, const double* __restrict__ pcdf,
+                                const int64_t* __restrict__ pguide, float* __restrict__ out) {
   const BsZiggurat zig{zk, zw, zf};
+  const BsPoisson pois{pcdf, pguide};
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    out[i] = bs_noise(x[i], shot, read, key, i, zig);
+    out[i] = bs_noise(x[i], shot, read, key, i, zig, pois);
 }
 
 unsigned flat_blocks(int64_t n, int threads) {
@@ -99,8 +101,9 @@ cudaError_t bs_launch_encode_u8(const float* x, int64_t n, float gain, const flo
 }
 
 cudaError_t bs_launch_noise(const float* x, int64_t n, double shot, double read, uint64_t key, const int64_t* zk,
-                            const double* zw, const double* zf, float* out, cudaStream_t stream) {
+                            const double* zw, const double* zf, const double* pcdf, const int64_t* pguide, float* out,
+                            cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  bs_noise_kernel<<<flat_blocks(n, 256), 256, 0, stream>>>(x, n, shot, read, key, zk, zw, zf, out);
+  bs_noise_kernel<<<flat_blocks(n, 256), 256, 0, stream>>>(x, n, shot, read, key, zk, zw, zf, pcdf, pguide, out);
   return cudaGetLastError();
 }

@@ -289,11 +289,14 @@ def test_encode_and_noise_equal_the_camera_kernels(host):
         ref = add_noise(x, shot, read, np.random.default_rng(11))
         key = rng_mod.key_from(np.random.default_rng(11))
         ours = np.empty_like(x)
-        host.bs_host_noise(ptr(x), I64(x.size), F64(shot), F64(read), ctypes.c_uint64(int(key)), *ZIG, ptr(ours))
+        host.bs_host_noise(ptr(x), I64(x.size), F64(shot), F64(read), ctypes.c_uint64(int(key)), *ZIG, *POIS,
+                           ptr(ours))
         np.testing.assert_array_equal(ours, ref)
 
 
-ZIG = [ptr(t) for t in (rng_mod.ZIG_K, rng_mod.ZIG_W, rng_mod.ZIG_F)]  # module-level arrays: always referenced
+# module-level arrays: always referenced
+ZIG = [ptr(t) for t in (rng_mod.ZIG_K, rng_mod.ZIG_W, rng_mod.ZIG_F)]
+POIS = [ptr(t) for t in (rng_mod.POIS_CDF, rng_mod.POIS_GUIDE_TABLE)]
 
 
 def test_normal_stream_equals_numba_including_every_rejection_branch(host):

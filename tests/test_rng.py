@@ -97,7 +97,7 @@ def test_noise_is_the_same_on_any_number_of_threads():
     assert not np.array_equal(outs[0], add_noise(x, 1e-3, 2e-3, np.random.default_rng(6)))
 
 
-@pytest.mark.parametrize("lam", [0.3, 5.0, 25.0])
+@pytest.mark.parametrize("lam", [0.3, 5.0, 7.62, 24.5, 31.97])
 def test_poisson_counts_follow_the_poisson_pmf(lam):
     shot, n = 1e-3, 400_000
     y = add_noise(np.full(n, lam * shot, np.float32), shot, 0.0, np.random.default_rng(9))
