@@ -114,7 +114,7 @@ def sample_scene(masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.r
     """Draw every random choice of a scene: moving segments, depths, motions, highlight boost."""
     k, h, w = masks.shape
     obj = recipe.scene.objects
-    areas = masks.reshape(k, -1).sum(axis=1) / float(h * w) if k else np.zeros(0)
+    areas = np.array([np.count_nonzero(m) for m in masks], dtype=np.float64) / float(h * w)
     candidates = np.flatnonzero((areas >= obj.min_area) & (areas <= obj.max_area))
     want = int(rng.integers(obj.count[0], obj.count[1] + 1))
     chosen = np.sort(rng.choice(candidates, size=min(want, len(candidates)), replace=False)) if len(candidates) else []
@@ -163,16 +163,15 @@ def build_scene(image: np.ndarray, masks: np.ndarray, params: dict, recipe: Reci
         linear[lights] = lut[image[lights]] * np.float32(1.0 + boost)
     objects = params["objects"]
     if objects and cfg.inpaint:
-        union = np.zeros((h, w), dtype=np.uint8)
-        for o in objects:
-            union |= masks[o["mask_index"]].astype(np.uint8)
-        filled, (x0, y0, x1, y1) = _fill_behind(image, union, cfg.feather_px, cfg.inpaint_scale)
+        filled, (x0, y0, x1, y1) = _fill_behind(image, [masks[o["mask_index"]] for o in objects],
+                                                [o["bbox"] for o in objects], cfg.feather_px, cfg.inpaint_scale)
         # only the box around the hole differs from the photo
         background = linear.copy()
         box = (slice(y0, y1), slice(x0, x1))
-        background[box] = _linearize(np.ascontiguousarray(filled[box]), lut, boost, cfg.highlight_threshold)
+        background[box] = _linearize(filled, lut, boost, cfg.highlight_threshold)
         if lights is not None and boost > 0 and lights.any():
-            kept = lights & (filled == image).all(axis=2)  # lights outside the inpainted hole
+            kept = lights.copy()  # lights outside the inpainted hole
+            kept[box] &= (filled == image[box]).all(axis=2)
             background[kept] = linear[kept]
     else:
         background = linear
@@ -259,22 +258,35 @@ def _feather(mask: np.ndarray, bbox, radius_px: float) -> tuple[np.ndarray, tupl
     return alpha, (x0, y0, x1, y1)
 
 
-def _fill_behind(image: np.ndarray, union: np.ndarray, feather_px: float, scale: int) -> np.ndarray:
+def _fill_behind(image: np.ndarray, masks: list[np.ndarray], bboxes: list, feather_px: float,
+                 scale: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The photo with the moving segments (grown by their feathered edge) replaced by inpainted background.
 
     Inpainting runs at 1/scale resolution (Telea's cost grows with the area filled) over the hole's box plus a
     margin of known pixels (the box is aligned to the scale grid, so the downsampled pixels are those of the
-    whole frame), and is upsampled into the hole only.
+    whole frame), and is upsampled into the hole only. Only the window around the segments' boxes is touched.
 
-    Returns (uint8 (H, W, 3) filled photo, (x0, y0, x1, y1) half-open box outside which it equals the photo).
+    Args:
+        image: uint8 (H, W, 3).
+        masks: bool (H, W) masks of the moving segments; bboxes: their inclusive [x0, y0, x1, y1] boxes.
+    Returns:
+        (uint8 (y1 - y0, x1 - x0, 3) filled photo inside the box, (x0, y0, x1, y1) half-open box outside which
+        the filled photo equals the photo); an empty box when there is no hole.
     """
-    h, w = union.shape
+    h, w = image.shape[:2]
     grow = int(math.ceil(3 * feather_px)) + 2
-    hole = cv2.dilate(union, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    ys, xs = np.nonzero(hole.max(axis=1))[0], np.nonzero(hole.max(axis=0))[0]
-    out = image.copy()
+    # the dilated union lies within the boxes' union grown by `grow`: dilate that window only (same hole)
+    wx0 = max(min(b[0] for b in bboxes) - grow - 1, 0)
+    wy0 = max(min(b[1] for b in bboxes) - grow - 1, 0)
+    wx1 = min(max(b[2] for b in bboxes) + grow + 2, w)
+    wy1 = min(max(b[3] for b in bboxes) + grow + 2, h)
+    union = np.zeros((wy1 - wy0, wx1 - wx0), dtype=np.uint8)
+    for m in masks:
+        union |= m[wy0:wy1, wx0:wx1]
+    hole_win = cv2.dilate(union, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    ys, xs = np.nonzero(hole_win.max(axis=1))[0] + wy0, np.nonzero(hole_win.max(axis=0))[0] + wx0
     if ys.size == 0:
-        return out, (0, 0, 0, 0)
+        return image[0:0, 0:0].copy(), (0, 0, 0, 0)
     margin = _INPAINT_MARGIN * scale
     x0, y0 = max((xs[0] - margin) // scale * scale, 0), max((ys[0] - margin) // scale * scale, 0)
     x1, y1 = min(xs[-1] + margin + 1, w), min(ys[-1] + margin + 1, h)
@@ -282,14 +294,19 @@ def _fill_behind(image: np.ndarray, union: np.ndarray, feather_px: float, scale:
         x1 = w
     if h - y1 < scale:
         y1 = h
-    crop, crop_hole = image[y0:y1, x0:x1], hole[y0:y1, x0:x1]
+    crop = image[y0:y1, x0:x1]
+    crop_hole = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+    # the window part that lies inside the crop (the hole is zero elsewhere)
+    iy0, iy1, ix0, ix1 = max(y0, wy0), min(y1, wy1), max(x0, wx0), min(x1, wx1)
+    crop_hole[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = hole_win[iy0 - wy0:iy1 - wy0, ix0 - wx0:ix1 - wx0]
     ch, cw = crop_hole.shape
     small_size = (max(cw // scale, 1), max(ch // scale, 1))
     small = cv2.resize(crop, small_size, interpolation=cv2.INTER_AREA)
     small_hole = (cv2.resize(crop_hole, small_size, interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
     filled = cv2.inpaint(small, small_hole, 3, cv2.INPAINT_TELEA)
     up = cv2.resize(filled, (cw, ch), interpolation=cv2.INTER_LINEAR)
-    np.copyto(out[y0:y1, x0:x1], up, where=crop_hole.astype(bool)[..., None])
+    out = crop.copy()
+    np.copyto(out, up, where=crop_hole.astype(bool)[..., None])
     return out, (x0, y0, x1, y1)
 
 
