@@ -121,8 +121,7 @@ def apply_camera(blur: np.ndarray, sharp: np.ndarray, params: CameraParams,
     """
     thresholds = params.response.code_thresholds()
     if params.shot > 0 or params.read > 0:
-        blur_u8 = encode_u8(add_noise(np.multiply(blur, np.float32(params.gain), dtype=np.float32), params.shot,
-                                      params.read, rng), 1.0, thresholds)
+        blur_u8 = encode_u8(add_noise(blur, params.shot, params.read, rng, params.gain), 1.0, thresholds)
     else:
         blur_u8 = encode_u8(blur, params.gain, thresholds)
     if params.jpeg_quality is not None:
@@ -154,19 +153,20 @@ def _code_lut(thresholds: bytes) -> np.ndarray:
     return lut
 
 
-def add_noise(x: np.ndarray, shot: float, read: float, rng: np.random.Generator) -> np.ndarray:
-    """Poisson-Gaussian noise: y = shot * Poisson(x / shot) + N(0, read^2), x clipped to >= 0 first.
+def add_noise(x: np.ndarray, shot: float, read: float, rng: np.random.Generator, gain: float = 1.0) -> np.ndarray:
+    """Poisson-Gaussian noise on the exposure gain * x: y = shot * Poisson(x' / shot) + N(0, read^2) with
+    x' = gain * x (float32 product) clipped to >= 0.
 
     Below 32 expected photons the Poisson count is exact (rng.poisson); above, it is drawn from the
     Gaussian with the same mean and variance, the usual heteroscedastic model of raw noise (skewness
     1 / sqrt(lam) < 0.18 there). The kernel draws value i's normal and uniforms itself from a counter-based
     stream (blursynth.rng) keyed by one 64-bit draw from `rng`, so the result is a pure function of
-    (x, shot, read, rng state) on any number of threads, and the CUDA kernel draws the same numbers.
+    (x, gain, shot, read, rng state) on any number of threads, and the CUDA kernel draws the same numbers.
     Returns float32 of x's shape.
     """
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
     out = np.empty_like(flat)
-    _noise(flat, np.float64(shot), np.float64(read), rng_mod.key_from(rng), rng_mod.ZIG_K, rng_mod.ZIG_W,
+    _noise(flat, np.float32(gain), np.float64(shot), np.float64(read), rng_mod.key_from(rng), rng_mod.ZIG_K, rng_mod.ZIG_W,
            rng_mod.ZIG_F, rng_mod.POIS_CDF, rng_mod.POIS_GUIDE_TABLE, out)
     return out.reshape(np.shape(x))
 
@@ -177,22 +177,23 @@ UNIFORM_SALT2 = np.uint64(0xBB67AE8584CAA73B)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _noise(x, shot, read, key, zk, zw, zf, pcdf, pguide, out):
+def _noise(x, gain, shot, read, key, zk, zw, zf, pcdf, pguide, out):
     # two passes: the Gaussian model everywhere (float32), then the exact Poisson count where fewer than
     # _GAUSSIAN_LAMBDA photons are expected (that pass draws the value's normal again: same hash, same number)
     shot32, var_read = np.float32(shot), np.float32(read * read)
     zero = np.float32(0.0)
     for i in numba.prange(x.shape[0]):
-        v = max(x[i], zero)
+        v = max(x[i] * gain, zero)
         out[i] = v + np.sqrt(shot32 * v + var_read) * np.float32(rng_mod.normal(rng_mod.hash64(key, i), zk, zw, zf))
     if not shot > 0.0:
         return
     dark = np.float32(_GAUSSIAN_LAMBDA * shot)
     ukey, ukey2 = key ^ UNIFORM_SALT, key ^ UNIFORM_SALT2
     for i in numba.prange(x.shape[0]):
-        if not x[i] < dark:
+        g = x[i] * gain
+        if not g < dark:
             continue
-        lam = max(np.float64(x[i]), 0.0) / shot
+        lam = max(np.float64(g), 0.0) / shot
         k = rng_mod.poisson(lam, rng_mod.unit(rng_mod.hash64(ukey, i)), rng_mod.unit(rng_mod.hash64(ukey2, i)),
                             pcdf, pguide)
         normal = np.float32(rng_mod.normal(rng_mod.hash64(key, i), zk, zw, zf))

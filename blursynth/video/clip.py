@@ -207,9 +207,8 @@ def _make(recipe, clip, out_dir, seed, reader, result, progress, timings, device
                             reason = check_blur(blur, sharp, q.max_psnr_db)
                         if reason is None and noisy:
                             rng = stage_rng(seed, exp.index, f"video/{clip.name}/noise")
-                            gained = exp.blur if camera.gain == 1.0 else \
-                                np.multiply(exp.blur, np.float32(camera.gain), dtype=np.float32)
-                            blur = encode_u8(add_noise(gained, camera.shot, camera.read, rng), 1.0, thresholds)
+                            blur = encode_u8(add_noise(exp.blur, camera.shot, camera.read, rng, camera.gain), 1.0,
+                                             thresholds)
                 sharp_u8.pop(exp.index, None)
                 if reason is not None:
                     filtered[category(reason)] += 1
