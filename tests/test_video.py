@@ -329,3 +329,50 @@ def test_blur_bad_arguments():
         blur_frames(frames, latent=0)
     with pytest.raises(ValueError, match="at least 3 frames"):
         next(blur_frames(frames[:2]))
+
+
+def test_fused_kernel_occlusions_and_thread_count():
+    # exaggerated flows: many pixels fail the forward-backward check, so the kernel's fully-visible shortcut and
+    # its general blend both run; against the numpy reference, and the same bytes on 1 and 2 numba threads
+    import numba
+
+    from blursynth.video.blur import _accumulate
+
+    reader = read_frames(_bikes(), resize=(160, 68))
+    a, b = next(reader), next(reader)
+    reader.close()
+    lin0, lin1 = linearize(a), linearize(b)
+    f01, f10 = flow_pair(a, b, "fast")
+    f01, f10 = f01 * np.float32(3), f10 * np.float32(3)
+    v0, v1 = visibility(f01, f10)
+    assert 0.05 < v0.mean() < 0.95
+    taus = np.array([0.1, 0.5, 0.9])
+    ref = np.sum([latent_frame(lin0, lin1, f01, f10, t, (v0, v1)) for t in taus], axis=0)
+    outs = []
+    threads = numba.get_num_threads()
+    try:
+        for n in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(n)
+            out = np.zeros_like(lin0)
+            _accumulate(lin0, lin1, f01, f10, v0[..., None], v1[..., None], taus, out)
+            outs.append(out)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_allclose(outs[0], ref, atol=3e-5)
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+
+
+def test_fused_kernel_one_pixel_wide_frames():
+    # frames 1 pixel wide take the per-pixel kernel; still the numpy reference's arithmetic
+    rng = np.random.default_rng(0)
+    lin0, lin1 = rng.random((2, 9, 1, 3), dtype=np.float32)
+    f01 = np.zeros((9, 1, 2), np.float32)
+    f01[..., 1] = 1.5
+    v0, v1 = visibility(f01, -f01)
+    from blursynth.video.blur import _accumulate
+
+    o = np.zeros_like(lin0)
+    _accumulate(lin0, lin1, f01, -f01, v0, v1, np.array([0.25, 0.5]), o)
+    ref = sum(latent_frame(lin0, lin1, f01, -f01, t, (v0, v1)) for t in (0.25, 0.5))
+    np.testing.assert_allclose(o, ref, atol=1e-6)

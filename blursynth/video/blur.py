@@ -31,8 +31,7 @@ warped by H(t_k), t_k = (k + K) / (2K), i.e. it is read at H(t_k)^-1 p. sharp, a
 
 The latent frames are never materialized: a numba kernel warps, blends and accumulates each sample straight
 into the sum (`interpolate.latent_frame` is its readable reference, compared in tests/test_video.py); with
-d = 1 a window's last sample is the next window's first and is interpolated once for both, unless that would
-split a group of samples the kernel handles 4 at a time (see `_integrate`). Real
+d = 1 a window's last sample is the next window's first and is interpolated once for both (see `_integrate`). Real
 frames and flows are decoded and computed on demand and dropped once behind the window, so memory does not
 grow with the clip's length; intervals that no window touches (the gaps between short exposures) get no flow.
 With `prefetch` the next window's flows are computed in a background thread while the current window is
@@ -59,7 +58,6 @@ log = logging.getLogger(__name__)
 
 _MIN_WEIGHT = 1e-6  # same fallback as interpolate.latent_frame
 _EPS = 1e-9  # times closer than this to a whole number are that real frame
-_VECTOR = 4  # samples the kernel's loop handles at once (see `_integrate`)
 
 
 @dataclass
@@ -81,6 +79,13 @@ class Interval:
     v1: np.ndarray
     max_disp_px: float
     visible_fraction: float
+    _kernel: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    def kernel_inputs(self) -> tuple:
+        """What `_accumulate_rows` reads, made once per interval (see `kernel_inputs`)."""
+        if self._kernel is None:
+            self._kernel = kernel_inputs(self.f01, self.f10, self.v0, self.v1)
+        return self._kernel
 
 
 @dataclass
@@ -257,10 +262,9 @@ def _integrate(tl: "Timeline", center: float, half: float, m: int, motion,
                keep_end: bool = False) -> tuple[np.ndarray, int]:
     """Mean of the latent frames at `window_times`, optionally warped by the shake `motion`.
 
-    The samples of one interval go to the kernel in one call, whose loop over them LLVM runs 4 at a time: a call
-    of 4 costs about 0.7x four separate ones on this kind of machine (AVX2). So the window's first sample is
-    taken from `tl.edge` (the previous window's last one, when it was kept) and its last one is made on its own
-    and kept for the next window (with keep_end) only where that does not break a group of a multiple of 4."""
+    The samples of one interval go to the kernel in one call. Without shake, the window's first sample is taken
+    from `tl.edge` (the previous window's last one, when it was kept) and, with keep_end, the kernel also stores
+    the window's last sample in `tl.edge` for the next window, so a sample shared by two windows is made once."""
     times = window_times(center, half, m)
     n = len(times)
     acc = np.zeros(tl.linear(_floor(center)).shape, np.float32)
@@ -278,33 +282,27 @@ def _integrate(tl: "Timeline", center: float, half: float, m: int, motion,
         if tau == 0.0 and i + 1 > tl.last:  # no frame after it read: the end of the interval before it
             i, tau = i - 1, 1.0
         groups.setdefault(i, []).append((tau, s))
-    end = None
+    keep = None  # the interval whose last sample (the window's last) is kept for the next window
     if hinv is None and groups:
         first, last = min(groups), max(groups)
-        if edge is not None and abs(edge[0] - times[0]) < _EPS and groups[first][0][1] == 0 \
-                and len(groups[first]) % _VECTOR != 0:
+        if edge is not None and abs(edge[0] - times[0]) < _EPS and groups[first][0][1] == 0:
             acc += edge[1]
             groups[first].pop(0)
-        if keep_end and groups.get(last) and groups[last][-1][1] == n - 1 and len(groups[last]) % _VECTOR != 0:
-            end = (times[-1], last, groups[last].pop()[0])
+        if keep_end and groups.get(last) and groups[last][-1][1] == n - 1:
+            keep = last
     for i, items in groups.items():
         if not items:
             continue
         iv = tl.interval(i)
         taus = np.array([tau for tau, _ in items], np.float64)
         if hinv is None:
-            _accumulate(tl.linear(i), tl.linear(i + 1), iv.f01, iv.f10, iv.v0[..., None], iv.v1[..., None], taus, acc)
+            kept = np.empty_like(acc) if i == keep else None
+            _accumulate_interval(tl.linear(i), tl.linear(i + 1), iv, taus, acc, kept)
+            if kept is not None:
+                tl.edge = (times[-1], kept)
         else:
             _accumulate_warped(tl.linear(i), tl.linear(i + 1), iv.f01, iv.f10, iv.v0[..., None], iv.v1[..., None],
                                taus, np.ascontiguousarray(hinv[[s for _, s in items]]), acc)
-    if end is not None:
-        t, i, tau = end
-        iv = tl.interval(i)
-        last = np.zeros_like(acc)
-        _accumulate(tl.linear(i), tl.linear(i + 1), iv.f01, iv.f10, iv.v0[..., None], iv.v1[..., None],
-                    np.array([tau]), last)
-        acc += last
-        tl.edge = (t, last)
     acc *= np.float32(1.0 / n)
     return acc, n
 
@@ -317,8 +315,7 @@ def _latent_at(tl: "Timeline", t: float) -> np.ndarray:
         return tl.linear(i)
     iv = tl.interval(i)
     out = np.zeros(tl.linear(i).shape, np.float32)
-    _accumulate(tl.linear(i), tl.linear(i + 1), iv.f01, iv.f10, iv.v0[..., None], iv.v1[..., None],
-                np.array([tau]), out)
+    _accumulate_interval(tl.linear(i), tl.linear(i + 1), iv, np.array([tau]), out)
     return out
 
 
@@ -405,7 +402,9 @@ class Timeline:
     def _compute(self, frame0: np.ndarray, frame1: np.ndarray) -> Interval:
         with _stage(self._timings, "flow"):
             h, w = frame0.shape[:2]
-            return interval(frame0, frame1, self._preset, self._method, resolve_scale(self._scale, (w, h)))
+            iv = interval(frame0, frame1, self._preset, self._method, resolve_scale(self._scale, (w, h)))
+            iv.kernel_inputs()  # here, in the prefetch thread when there is one
+            return iv
 
     def drop_before(self, k: int) -> None:
         """Forget frames and intervals before real frame k."""
@@ -448,12 +447,22 @@ def interval(frame0: np.ndarray, frame1: np.ndarray, preset: str = "medium", met
         v0, v1 = visibility(small01, small10)
         disp = max(max_displacement(f01, visible=v0), max_displacement(f10, visible=v1))
         frac = float(v0.mean() + v1.mean()) / 2
-        f01, f10 = (cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in (f01, f10))
+        f01, f10 = (_upsample_planar(f, (w, h)) for f in (f01, f10))
         v0, v1 = (cv2.resize(v, (w, h), interpolation=cv2.INTER_LINEAR) for v in (v0, v1))
         return Interval(f01, f10, v0, v1, disp, frac)
     v0, v1 = visibility(f01, f10)
     return Interval(f01, f10, v0, v1, max(max_displacement(f01, visible=v0), max_displacement(f10, visible=v1)),
                     float(v0.mean() + v1.mean()) / 2)
+
+
+def _upsample_planar(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """cv2.resize(flow, size, INTER_LINEAR) of a float32 (h, w, 2) field, made plane by plane (the same values)
+    into a (2, H, W) array; returned as its (H, W, 2) view, whose planes the blur kernel reads directly."""
+    w, h = size
+    out = np.empty((2, h, w), np.float32)
+    for c in range(2):
+        cv2.resize(np.ascontiguousarray(flow[..., c]), size, dst=out[c], interpolation=cv2.INTER_LINEAR)
+    return out.transpose(1, 2, 0)
 
 
 def exposure_taus(duty_cycle: float, latent: int) -> tuple[np.ndarray, np.ndarray]:
@@ -488,8 +497,7 @@ def blur_window(lin_prev: np.ndarray, lin_cur: np.ndarray, lin_next: np.ndarray,
     taus_prev, taus_next = exposure_taus(duty_cycle, latent)
     acc = np.array(lin_cur, dtype=np.float32, copy=True)
     for lin0, lin1, iv, taus in ((lin_prev, lin_cur, iv_prev, taus_prev), (lin_cur, lin_next, iv_next, taus_next)):
-        _accumulate(np.ascontiguousarray(lin0, dtype=np.float32), np.ascontiguousarray(lin1, dtype=np.float32),
-                    iv.f01, iv.f10, iv.v0[..., None], iv.v1[..., None], taus, acc)
+        _accumulate_interval(lin0, lin1, iv, taus, acc)
     samples = 2 * len(taus_next) + 1
     acc *= np.float32(1.0 / samples)
     return acc, samples
@@ -502,9 +510,193 @@ def _check(duty_cycle, latent) -> None:
         raise ValueError(f"latent must be an int >= 1 or 'auto', got {latent!r}")
 
 
+def kernel_inputs(f01: np.ndarray, f10: np.ndarray, v0: np.ndarray, v1: np.ndarray) -> tuple:
+    """The arrays `_accumulate_rows` reads for one interval: (p01, p10, v0, v1, m0, m1).
+
+    p01, p10: float32 (2, H, W) the flows as planes (x then y; a view's base when the flow already is one, as
+    `interval` makes them), so the kernel's position arithmetic runs on contiguous rows (8 pixels per AVX2 op).
+    v0, v1: float32 (H, W) C-contiguous visibilities. m0, m1: uint8 (H, W), 1 where the 2x2 bilinear cell whose
+    top-left corner is (y, x) is fully visible (all four v = 1): there the blend weights are the plain temporal
+    ones (1 - tau, tau) and the kernel skips the visibility gather and the normalization. Last row and column 0.
+    """
+    planes = []
+    for f in (f01, f10):
+        planes.append(np.ascontiguousarray(np.moveaxis(f, -1, 0), dtype=np.float32))
+    masks = []
+    for v in (v0, v1):
+        v = np.ascontiguousarray(v, dtype=np.float32).reshape(v.shape[:2])
+        m = np.zeros(v.shape, np.uint8)
+        one = v == 1.0
+        m[:-1, :-1] = one[:-1, :-1] & one[1:, :-1] & one[:-1, 1:] & one[1:, 1:]
+        masks.append((v, m))
+    return planes[0], planes[1], masks[0][0], masks[1][0], masks[0][1], masks[1][1]
+
+
+def _accumulate_interval(lin0: np.ndarray, lin1: np.ndarray, iv: Interval, taus: np.ndarray, out: np.ndarray,
+                         last: np.ndarray | None = None) -> None:
+    """out += the latent frames of interval iv at the given taus (see `_accumulate`), with iv's cached inputs;
+    with `last` (float32 (H, W, 3)), the latent frame at the last tau is also stored there."""
+    lin0 = np.ascontiguousarray(lin0, dtype=np.float32)
+    lin1 = np.ascontiguousarray(lin1, dtype=np.float32)
+    taus = np.ascontiguousarray(taus, dtype=np.float64)
+    h, w = out.shape[:2]
+    if h < 2 or w < 2:
+        v0, v1 = iv.v0.reshape(h, w, 1), iv.v1.reshape(h, w, 1)
+        if last is not None:
+            last[...] = 0
+            _accumulate_scalar(lin0, lin1, iv.f01, iv.f10, v0, v1, taus[-1:], last)
+            taus = taus[:-1]
+            out += last
+        _accumulate_scalar(lin0, lin1, iv.f01, iv.f10, v0, v1, taus, out)
+        return
+    p01, p10, v0, v1, m0, m1 = iv.kernel_inputs()
+    keep = last is not None
+    _accumulate_rows(lin0, lin1, p01, p10, v0, v1, m0, m1, taus, out, keep,
+                     last if keep else np.zeros((1, 1, 3), np.float32))
+
+
+def _accumulate(lin0, lin1, f01, f10, v0, v1, taus, out) -> None:
+    """out += sum over taus of interpolate.latent_frame(lin0, lin1, f01, f10, tau, (v0, v1)), without storing
+    any latent frame.
+
+    Args:
+        lin0, lin1: float32 (H, W, 3) linear frames; f01, f10: float32 (H, W, 2) flows, pixels;
+        v0, v1: float32 (H, W) or (H, W, 1) visibilities; taus: float64 (T,) in [0, 1]; out: float32 (H, W, 3),
+        accumulated in place.
+    """
+    h, w = out.shape[:2]
+    iv = Interval(f01, f10, np.asarray(v0).reshape(h, w), np.asarray(v1).reshape(h, w), 0.0, 1.0)
+    _accumulate_interval(lin0, lin1, iv, taus, out)
+
+
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
-def _accumulate(lin0, lin1, f01, f10, v0, v1, taus, out):
-    # out += sum over taus of interpolate.latent_frame(lin0, lin1, f01, f10, tau), without storing any of them.
+def _accumulate_rows(lin0, lin1, p01, p10, v0, v1, m0, m1, taus, out, keep_last, last):
+    # out += sum over taus of interpolate.latent_frame(lin0, lin1, f01, f10, tau), row by row (H, W >= 2): for
+    # each tau, one pass over the row computes both source points and their bilinear cells (contiguous planes:
+    # vectorized), a second gathers and blends them (_latent_rgb's arithmetic, with `_footprint`'s clamping).
+    # Rows are independent: the bytes do not depend on the thread count. keep_last: the last tau's latent frame
+    # is also written to `last` (H, W, 3).
+    h, w = out.shape[0], out.shape[1]
+    n = taus.shape[0]
+    c0 = lin0.reshape(-1)
+    c1 = lin1.reshape(-1)
+    q0 = v0.reshape(-1)
+    q1 = v1.reshape(-1)
+    z0 = m0.reshape(-1)
+    z1 = m1.reshape(-1)
+    one = np.float32(1)
+    zero = np.float32(0)
+    wm, hm = np.float32(w - 1), np.float32(h - 1)
+    wm2, hm2 = np.float32(w - 2), np.float32(h - 2)
+    uw = np.uintp(w)
+    u1 = np.uintp(1)
+    u3 = np.uintp(3)
+    for y in numba.prange(h):
+        o0 = np.empty(w, np.int32)
+        ax0 = np.empty(w, np.float32)
+        ay0 = np.empty(w, np.float32)
+        o1 = np.empty(w, np.int32)
+        ax1 = np.empty(w, np.float32)
+        ay1 = np.empty(w, np.float32)
+        r = np.zeros(w, np.float32)
+        g = np.zeros(w, np.float32)
+        b = np.zeros(w, np.float32)
+        rl = np.zeros(w if keep_last else 0, np.float32)
+        gl = np.zeros(w if keep_last else 0, np.float32)
+        bl = np.zeros(w if keep_last else 0, np.float32)
+        fy = np.float32(y)
+        fx01, fy01, fx10, fy10 = p01[0, y], p01[1, y], p10[0, y], p10[1, y]
+        for i in range(n):
+            tr, tg, tb = (rl, gl, bl) if keep_last and i == n - 1 else (r, g, b)
+            t = np.float32(taus[i])
+            s = one - t
+            ca = -t * s
+            cb = t * t
+            cc = s * s
+            for x in range(w):
+                fx = np.float32(x)
+                # frame0 at x + F_t0, frame1 at x + F_t1 (interpolate.py), clamped; cell corner and fractions
+                px = min(max(fx + (ca * fx01[x] + cb * fx10[x]), zero), wm)
+                py = min(max(fy + (ca * fy01[x] + cb * fy10[x]), zero), hm)
+                x0 = min(np.floor(px), wm2)
+                y0 = min(np.floor(py), hm2)
+                ax0[x] = px - x0
+                ay0[x] = py - y0
+                o0[x] = np.int32(y0) * np.int32(w) + np.int32(x0)
+                px = min(max(fx + (cc * fx01[x] + ca * fx10[x]), zero), wm)
+                py = min(max(fy + (cc * fy01[x] + ca * fy10[x]), zero), hm)
+                x0 = min(np.floor(px), wm2)
+                y0 = min(np.floor(py), hm2)
+                ax1[x] = px - x0
+                ay1[x] = py - y0
+                o1[x] = np.int32(y0) * np.int32(w) + np.int32(x0)
+            for x in range(w):
+                # unsigned offsets: no negative-index handling in the gathers
+                e0 = np.uintp(o0[x])
+                e1 = np.uintp(o1[x])
+                p, q = ax0[x], ay0[x]
+                k00, k01, k10, k11 = (one - p) * (one - q), p * (one - q), (one - p) * q, p * q
+                p, q = ax1[x], ay1[x]
+                l00, l01, l10, l11 = (one - p) * (one - q), p * (one - q), (one - p) * q, p * q
+                if z0[e0] & z1[e1]:
+                    w0 = s  # both cells fully visible: the weights need no gather and no normalization
+                    w1 = t
+                else:
+                    w0 = s * ((q0[e0] * k00 + q0[e0 + u1] * k01) + (q0[e0 + uw] * k10 + q0[e0 + uw + u1] * k11))
+                    w1 = t * ((q1[e1] * l00 + q1[e1 + u1] * l01) + (q1[e1 + uw] * l10 + q1[e1 + uw + u1] * l11))
+                    if w0 + w1 < _MIN_WEIGHT:
+                        w0 = s
+                        w1 = t
+                    norm = one / (w0 + w1)
+                    w0 *= norm
+                    w1 *= norm
+                a00 = e0 * u3
+                a01 = a00 + u3
+                a10 = (e0 + uw) * u3
+                a11 = a10 + u3
+                d00 = e1 * u3
+                d01 = d00 + u3
+                d10 = (e1 + uw) * u3
+                d11 = d10 + u3
+                tr[x] += (w0 * ((c0[a00] * k00 + c0[a01] * k01) + (c0[a10] * k10 + c0[a11] * k11))
+                         + w1 * ((c1[d00] * l00 + c1[d01] * l01) + (c1[d10] * l10 + c1[d11] * l11)))
+                a00 += u1
+                a01 += u1
+                a10 += u1
+                a11 += u1
+                d00 += u1
+                d01 += u1
+                d10 += u1
+                d11 += u1
+                tg[x] += (w0 * ((c0[a00] * k00 + c0[a01] * k01) + (c0[a10] * k10 + c0[a11] * k11))
+                         + w1 * ((c1[d00] * l00 + c1[d01] * l01) + (c1[d10] * l10 + c1[d11] * l11)))
+                a00 += u1
+                a01 += u1
+                a10 += u1
+                a11 += u1
+                d00 += u1
+                d01 += u1
+                d10 += u1
+                d11 += u1
+                tb[x] += (w0 * ((c0[a00] * k00 + c0[a01] * k01) + (c0[a10] * k10 + c0[a11] * k11))
+                         + w1 * ((c1[d00] * l00 + c1[d01] * l01) + (c1[d10] * l10 + c1[d11] * l11)))
+        if keep_last:
+            for x in range(w):
+                last[y, x, 0] = rl[x]
+                last[y, x, 1] = gl[x]
+                last[y, x, 2] = bl[x]
+                r[x] += rl[x]
+                g[x] += gl[x]
+                b[x] += bl[x]
+        for x in range(w):
+            out[y, x, 0] += r[x]
+            out[y, x, 1] += g[x]
+            out[y, x, 2] += b[x]
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
+def _accumulate_scalar(lin0, lin1, f01, f10, v0, v1, taus, out):
+    # _accumulate pixel by pixel with `_latent_rgb`, for frames narrower or shorter than 2 pixels
     h, w = out.shape[0], out.shape[1]
     for y in numba.prange(h):
         for x in range(w):
