@@ -14,7 +14,7 @@ import numpy as np
 
 from ..motion import exposure_times
 from ..scene import Scene
-from .pack import PackedLayers, crop_boxes, image_to_crop
+from .pack import PackedLayers, crop_boxes, image_to_crop, pad_transparent
 
 # compositing stops once the remaining transmittance is below this
 OPAQUE_EPS = 1e-6
@@ -87,6 +87,10 @@ def integrate_exact(packed: PackedLayers, scene: Scene, samples: int | None = No
     - when one extending back layer rotates or zooms (a rotational camera), `_background_tiles` integrates
       TILE x TILE pixel tiles as shifted bilinear copies, one shift per tile and time sample, wherever that
       shift is within SHIFT_TOL_PX of every pixel's true source position, and gathers per pixel elsewhere.
+    The pixels objects reach are then integrated by `_integrate_runs`: each layer sampled over runs of pixels
+    that share an integer source neighbourhood, on crops padded with a transparent pixel (`pad_transparent`),
+    in float32 coordinates for affine maps (< 1e-3 px), and only where the layers in front leave a
+    transmittance of at least OPAQUE_EPS (early exit on opaque coverage).
 
     Args:
         samples: one fixed sample count for every pixel instead, every pixel gathered (e.g. to compare with a
@@ -110,8 +114,13 @@ def integrate_exact(packed: PackedLayers, scene: Scene, samples: int | None = No
                           np.ascontiguousarray(plan.Hinv[:, 0]), plan.start, plan.level, plan.covered, TILE,
                           SHIFT_TOL_PX, out)
         prefilled = True
-    _integrate(packed.buf, packed.offsets, packed.dims, packed.extend, plan.Hinv, plan.boxes, plan.start, plan.level,
-               plan.covered, prefilled, out)
+    if quick:
+        pbuf, poffsets, pdims = pad_transparent(packed)
+        _integrate_runs(packed.buf, packed.offsets, packed.dims, packed.extend, pbuf, poffsets, pdims, plan.Hinv,
+                        plan.boxes, plan.start, plan.level, plan.covered, prefilled, out)
+    else:
+        _integrate(packed.buf, packed.offsets, packed.dims, packed.extend, plan.Hinv, plan.boxes, plan.start,
+                   plan.level, plan.covered, prefilled, out)
     return out, plan.samples
 
 
@@ -569,6 +578,156 @@ def _shifted_row(buf, i0, j0, w00, w01, w10, w11, xa, xb, sel, trans, acc):
             r[xx] += t * (w00 * a[k] + w01 * b[k] + w10 * c[k] + w11 * d[k])
             g[xx] += t * (w00 * a[k + 1] + w01 * b[k + 1] + w10 * c[k + 1] + w11 * d[k + 1])
             bl[xx] += t * (w00 * a[k + 2] + w01 * b[k + 2] + w10 * c[k + 2] + w11 * d[k + 2])
+
+
+@numba.njit(parallel=True, cache=True)
+def _integrate_runs(buf, offsets, dims, extend, pbuf, poffsets, pdims, Hinv, boxes, start, level, covered, prefilled,
+                    out):
+    # _integrate's loops with a cheaper sweep per (sample, layer): `_sweep_runs` on the padded crops (pbuf,
+    # poffsets, pdims from pad_transparent), float32 coordinates and weights. A translated back layer keeps
+    # `_sweep`'s shifted rows, and a layer whose crop is thinner than 2 pixels `_sweep` itself. Pixels of the
+    # span [lo, hi] outside the level are swept too (their values are never written out).
+    height, width = out.shape[0], out.shape[1]
+    L = Hinv.shape[1]
+    G = start.shape[0] - 1
+    spans, row_off = _alpha_spans(buf, offsets, dims, extend)
+    for y in numba.prange(height):
+        acc = np.empty((3, width))
+        trans = np.empty(width)
+        sel = np.empty(width, dtype=np.bool_)
+        U = np.empty(width)
+        V = np.empty(width)
+        FX = np.empty(width, dtype=np.float32)
+        FY = np.empty(width, dtype=np.float32)
+        DX = np.empty(width, dtype=np.int64)
+        Y0 = np.empty(width, dtype=np.int64)
+        for g in range(G):
+            lo, hi = width, -1
+            for x in range(width):
+                s = level[y, x] == g and (covered[y, x] or not prefilled)
+                sel[x] = s
+                if s:
+                    hi = x
+                    if lo == width:
+                        lo = x
+            if hi < 0:
+                continue
+            acc[:, lo:hi + 1] = 0.0
+            for k in range(start[g], start[g + 1]):
+                trans[lo:hi + 1] = 1.0
+                for l in range(L - 1, -1, -1):
+                    if extend[l]:
+                        xa, xb = lo, hi
+                    elif boxes[k, l, 1] <= y <= boxes[k, l, 3]:
+                        xa, xb = _alpha_columns(Hinv[k, l], y, max(boxes[k, l, 0], lo), min(boxes[k, l, 2], hi),
+                                                spans, row_off[l], dims[l, 0], dims[l, 1])
+                    else:
+                        continue
+                    if xa > xb:
+                        continue
+                    Hm = Hinv[k, l]
+                    translated = (Hm[0, 0] == 1.0 and Hm[1, 0] == 0.0 and Hm[2, 0] == 0.0 and Hm[0, 1] == 0.0
+                                  and Hm[2, 1] == 0.0 and Hm[2, 2] == 1.0)
+                    thin = min(dims[l, 0], dims[l, 1]) < 2
+                    shifted = l == 0 and extend[l] and translated
+                    # only where the layers in front leave light through (early exit on opaque coverage)
+                    x = xa
+                    while x <= xb:
+                        while x <= xb and trans[x] < OPAQUE_EPS:
+                            x += 1
+                        run = x
+                        while x <= xb and trans[x] >= OPAQUE_EPS:
+                            x += 1
+                        if run == x:
+                            continue
+                        if thin or shifted:
+                            _sweep(buf, offsets[l], dims[l, 0], dims[l, 1], extend[l], l == 0, Hm, y, run, x - 1,
+                                   sel, trans, acc, U, V)
+                        else:
+                            _sweep_runs(pbuf, poffsets[l], pdims[l, 0], pdims[l, 1], 0.0 if extend[l] else 1.0,
+                                        l == 0, Hm, y, run, x - 1, trans, acc, FX, FY, DX, Y0)
+            inv_n = 1.0 / (start[g + 1] - start[g])
+            for x in range(lo, hi + 1):
+                if sel[x]:
+                    out[y, x, 0] = acc[0, x] * inv_n
+                    out[y, x, 1] = acc[1, x] * inv_n
+                    out[y, x, 2] = acc[2, x] * inv_n
+
+
+@numba.njit(cache=True, inline="always")
+def _sweep_runs(buf, off, w, h, pad, last, Hm, y, xa, xb, trans, acc, FX, FY, DX, Y0):
+    """Composite one layer under the row's transmittance for every x in [xa, xb], sampling the crop at buf[off:]
+    (w, h >= 2) clamped: an extending layer's own crop, or a non-extending layer's crop padded with one
+    transparent pixel (`pad_transparent`; crop coordinates then shift by `pad` = 1), where clamping gives the
+    transparent-outside sample exactly.
+
+    Two passes: the source coordinates (float32 for an affine map, coordinate error < 1e-3 px; float64 through
+    the homography's divide otherwise), kept as each pixel's bilinear fractions (FX, FY) and top-left
+    neighbour (x + DX[x], Y0[x]); then the gathers, over runs of pixels with the same DX and Y0, whose
+    neighbours are contiguous slices of buf.
+    """
+    hu, hv = np.float32(w - 1), np.float32(h - 1)
+    zero, one = np.float32(0.0), np.float32(1.0)
+    h00, h10, h20 = Hm[0, 0], Hm[1, 0], Hm[2, 0]
+    cu = Hm[0, 1] * y + Hm[0, 2]
+    cv = Hm[1, 1] * y + Hm[1, 2]
+    cw = Hm[2, 1] * y + Hm[2, 2]
+    if h20 == 0.0 and cw == 1.0:
+        fh00, fh10 = np.float32(h00), np.float32(h10)
+        fcu, fcv = np.float32(cu + pad), np.float32(cv + pad)
+        for x in range(xa, xb + 1):
+            xf = np.float32(x)
+            u = fh00 * xf + fcu
+            v = fh10 * xf + fcv
+            u = u if u > zero else zero
+            u = u if u < hu else hu
+            v = v if v > zero else zero
+            v = v if v < hv else hv
+            x0 = min(np.int64(u), w - 2)
+            y0 = min(np.int64(v), h - 2)
+            FX[x] = u - np.float32(x0)
+            FY[x] = v - np.float32(y0)
+            DX[x] = x0 - x
+            Y0[x] = y0
+    else:
+        for x in range(xa, xb + 1):
+            iz = 1.0 / (h20 * x + cw)
+            u = min(max((h00 * x + cu) * iz + pad, 0.0), w - 1.0)
+            v = min(max((h10 * x + cv) * iz + pad, 0.0), h - 1.0)
+            x0 = min(np.int64(u), w - 2)
+            y0 = min(np.int64(v), h - 2)
+            FX[x] = np.float32(u - x0)
+            FY[x] = np.float32(v - y0)
+            DX[x] = x0 - x
+            Y0[x] = y0
+    x = xa
+    while x <= xb:
+        s = x
+        dx, y0 = DX[s], Y0[s]
+        x += 1
+        while x <= xb and DX[x] == dx and Y0[x] == y0:
+            x += 1
+        n = x - s
+        i0 = off + (y0 * w + s + dx) * 4
+        j0 = i0 + w * 4
+        # slices, not indices into buf: LLVM then knows the loads do not alias the row buffers
+        a, b = buf[i0:i0 + 4 * n], buf[i0 + 4:i0 + 4 + 4 * n]
+        c, d = buf[j0:j0 + 4 * n], buf[j0 + 4:j0 + 4 + 4 * n]
+        fxs, fys, tr = FX[s:x], FY[s:x], trans[s:x]
+        r, g, bl = acc[0, s:x], acc[1, s:x], acc[2, s:x]
+        for k in range(n):
+            fx, fy = fxs[k], fys[k]
+            w00 = (one - fx) * (one - fy)
+            w01 = fx * (one - fy)
+            w10 = (one - fx) * fy
+            w11 = fx * fy
+            t = tr[k]
+            q = 4 * k
+            r[k] += t * (w00 * a[q] + w01 * b[q] + w10 * c[q] + w11 * d[q])
+            g[k] += t * (w00 * a[q + 1] + w01 * b[q + 1] + w10 * c[q + 1] + w11 * d[q + 1])
+            bl[k] += t * (w00 * a[q + 2] + w01 * b[q + 2] + w10 * c[q + 2] + w11 * d[q + 2])
+            if not last:
+                tr[k] = t * (1.0 - (w00 * a[q + 3] + w01 * b[q + 3] + w10 * c[q + 3] + w11 * d[q + 3]))
 
 
 @numba.njit(parallel=True, cache=True)
