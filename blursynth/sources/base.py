@@ -88,7 +88,7 @@ def random_view(image: np.ndarray, labels: np.ndarray | None, size: tuple[int, i
     out = cv2.warpAffine(image, A, (out_w, out_h), flags=interp, borderMode=cv2.BORDER_REFLECT_101)
     out_labels = None
     if labels is not None:
-        out_labels = cv2.warpAffine(labels.astype(np.int32), A, (out_w, out_h), flags=cv2.INTER_NEAREST,
+        out_labels = cv2.warpAffine(labels.astype(np.int32, copy=False), A, (out_w, out_h), flags=cv2.INTER_NEAREST,
                                     borderMode=cv2.BORDER_REFLECT_101)
     view = {"scale": float(scale), "offset": [float(off_x), float(off_y)], "flip": flip}
     return out, out_labels, view
@@ -113,16 +113,18 @@ def masks_from_labels(labels: np.ndarray, area=MASK_AREA, max_masks: int = MAX_M
         keep = keep[keep != background]
     keep = keep[np.argsort(-counts[keep], kind="stable")]
     boxes = ndimage.find_objects(labels + 1)  # slices of label l at index l
-    masks = []
+    chosen = []
     for label in keep:
         ys, xs = boxes[label]
         if counts[label] >= min_fill * (ys.stop - ys.start) * (xs.stop - xs.start):
-            mask = np.zeros((h, w), dtype=bool)
-            mask[ys, xs] = labels[ys, xs] == label
-            masks.append(mask)
-            if len(masks) == max_masks:
+            chosen.append(label)
+            if len(chosen) == max_masks:
                 break
-    return np.stack(masks) if masks else np.zeros((0, h, w), dtype=bool)
+    masks = np.zeros((len(chosen), h, w), dtype=bool)
+    for mask, label in zip(masks, chosen):
+        ys, xs = boxes[label]
+        mask[ys, xs] = labels[ys, xs] == label
+    return masks
 
 
 def random_view_with_index(photo: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
