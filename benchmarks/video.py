@@ -111,7 +111,7 @@ def stage_floors(clip: Path, repeats: int = 5) -> dict:
 
     from blursynth.camera import Response, add_noise, encode_u8
     from blursynth.store.codec import encode_image
-    from blursynth.video.blur import _accumulate, interval
+    from blursynth.video.blur import _accumulate_interval, interval
     from blursynth.video.decode import read_frames
     from blursynth.video.flow import auto_scale, flow_pair
     from blursynth.video.interpolate import linear_lut
@@ -131,8 +131,8 @@ def stage_floors(clip: Path, repeats: int = 5) -> dict:
 
     taus = np.array([0.125, 0.25, 0.375, 0.5])  # one call per interval and window, as the pipeline makes them
 
-    def sample():
-        _accumulate(lin0, lin1, iv.f01, iv.f10, iv.v0[..., None], iv.v1[..., None], taus, acc)
+    def sample():  # as the pipeline calls it: the interval's kernel inputs made once (in the flow stage)
+        _accumulate_interval(lin0, lin1, iv, taus, acc)
 
     def decode():
         r = read_frames(clip)

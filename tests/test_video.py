@@ -16,6 +16,7 @@ from _util import write_video
 from blursynth.camera import Response, encode_u8
 from blursynth.video import (blur_frames, blur_window, exposure_taus, flow_pair, flow_to_color, interval,
                              latent_count, latent_frame, linearize, read_frames, visibility)
+from blursynth.video.interpolate import consistency, latent_steps, max_displacement
 
 H, W = 96, 128
 MARGIN = 16  # interior: away from the replicated borders, where content enters the frame
@@ -178,6 +179,82 @@ def test_visibility_kernel_matches_reference():
     assert 0 < v0.mean() < 1
     # float rounding can flip a pixel sitting exactly on the bound
     assert np.mean(v0 != ref0) < 1e-4 and np.mean(v1 != ref1) < 1e-4
+
+
+def test_visibility_kernel_matches_reference_on_scaled_and_tiny_frames():
+    # consistency() checks f * units without making that array: the same bits as visibility of the scaled flows;
+    # the numpy reference on frames of 1-3 pixels (the replicated-border corners of the bilinear cell)
+    reader = read_frames(_bikes(), resize=(320, 136))
+    a, b = next(reader), next(reader)
+    reader.close()
+    f01, f10 = flow_pair(a, b, "fast")
+    f01, f10 = f01 * np.float32(2.5), f10 * np.float32(2.5)
+    units = (0.4, 0.75)
+    v0, v1, disp = consistency(f01, f10, units, 99.9)
+    s01, s10 = f01 * np.float32(units), f10 * np.float32(units)
+    w0, w1 = visibility(s01, s10)
+    np.testing.assert_array_equal(v0, w0)
+    np.testing.assert_array_equal(v1, w1)
+    assert np.mean(v0 != _visibility_reference(s01, s10)) < 1e-4
+    # the displacement is of the unscaled flows over the pixels the scaled check keeps
+    ref = max(np.percentile(np.hypot(f[..., 0], f[..., 1])[v > 0], 99.9) for f, v in ((f01, v0), (f10, v1)))
+    assert disp == float(ref)
+    rng = np.random.default_rng(3)
+    for h, w in ((1, 1), (1, 3), (3, 1), (2, 2), (3, 4)):
+        fa, fb = rng.normal(0, 1.5, (2, h, w, 2)).astype(np.float32)
+        np.testing.assert_array_equal(visibility(fa, fb)[0], _visibility_reference(fa, fb))
+
+
+def _percentile_reference(flow, percentile, visible=None):
+    mag = np.hypot(flow[..., 0], flow[..., 1])
+    if visible is not None:
+        mag = mag[np.asarray(visible) > 0]
+    return float(np.percentile(mag, percentile)) if mag.size else 0.0
+
+
+def test_max_displacement_is_numpys_percentile_to_the_bit():
+    # selection by histogram instead of numpy's partition: the same float, on real flows (also strided, as
+    # blur.interval stores them) and on arrays made to be hard (ties, one value, few values, zeros)
+    from blursynth.video.interpolate import _percentile
+
+    reader = read_frames(_bikes(), resize=(320, 136))
+    a, b = next(reader), next(reader)
+    reader.close()
+    f01, f10 = flow_pair(a, b, "fast")
+    v0, _ = visibility(f01, f10)
+    planar = np.ascontiguousarray(np.moveaxis(f01, -1, 0)).transpose(1, 2, 0)
+    for flow, vis in ((f01, v0), (planar, v0), (f01[::2, 1::3], v0[::2, 1::3])):
+        for q in (99.9, 50.0, 0.0, 100.0):
+            assert max_displacement(flow, q) == _percentile_reference(flow, q)
+            assert max_displacement(flow, q, vis) == _percentile_reference(flow, q, vis)
+            assert max_displacement(flow, q, vis > 0) == _percentile_reference(flow, q, vis)
+    assert max_displacement(f01, visible=np.zeros(f01.shape[:2])) == 0.0
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 999, 1000, 1001, 20000):
+        for x in (rng.random(n, dtype=np.float32) * 9, np.round(rng.random(n) * 4).astype(np.float32),
+                  np.full(n, 4.0, np.float32), np.abs(rng.standard_normal(n)).astype(np.float32) ** 3,
+                  np.zeros(n, np.float32)):
+            for q in (99.9, 99.99, 12.34, 50.0):
+                assert _percentile(x, q) == float(np.percentile(x, q)), (n, q)
+    assert np.isnan(_percentile(np.array([1, np.nan, 2], np.float32), 50))  # non-finite: numpy's own answer
+
+
+def test_interval_displacement_and_auto_latent_use_the_definitions():
+    # Interval.max_disp_px: the percentile over the flow grid's visible pixels in full-resolution pixels;
+    # full_size_displacement (latent="auto"): latent_count's over the stored full-size fields
+    reader = read_frames(_bikes(), resize=(320, 136))
+    f = [next(reader) for _ in range(2)]
+    reader.close()
+    for scale in (1.0, 0.5):
+        iv = interval(f[0], f[1], "fast", scale=scale)
+        g01, g10 = flow_pair(f[0], f[1], "fast", scale=scale, full_size=False)
+        units = np.float32([g01.shape[1] / 320, g01.shape[0] / 136])
+        w0, w1 = visibility(g01 * units, g10 * units)
+        assert iv.max_disp_px == max(_percentile_reference(g01, 99.9, w0), _percentile_reference(g10, 99.9, w1))
+        assert iv.visible_fraction == float(w0.mean() + w1.mean()) / 2
+        full = max(_percentile_reference(iv.f01, 99.9, iv.v0), _percentile_reference(iv.f10, 99.9, iv.v1))
+        assert iv.full_size_displacement() == full
+        assert latent_count([(iv.f01, iv.v0), (iv.f10, iv.v1)]) == latent_steps(full) == int(np.ceil(full - 1e-6))
 
 
 def test_latent_count():

@@ -52,12 +52,13 @@ import numpy as np
 
 from ..camera import Response
 from .flow import flow_pair, resolve_scale
-from .interpolate import latent_count, linear_lut, max_displacement, visibility
+from .interpolate import consistency, latent_steps, linear_lut, max_displacement
 
 log = logging.getLogger(__name__)
 
 _MIN_WEIGHT = 1e-6  # same fallback as interpolate.latent_frame
 _EPS = 1e-9  # times closer than this to a whole number are that real frame
+DISP_PERCENTILE = 99.9  # Interval.max_disp_px: this percentile of |flow| (interpolate.max_displacement)
 
 
 @dataclass
@@ -80,12 +81,22 @@ class Interval:
     max_disp_px: float
     visible_fraction: float
     _kernel: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _full_disp: float | None = field(default=None, init=False, repr=False, compare=False)
 
     def kernel_inputs(self) -> tuple:
         """What `_accumulate_rows` reads, made once per interval (see `kernel_inputs`)."""
         if self._kernel is None:
             self._kernel = kernel_inputs(self.f01, self.f10, self.v0, self.v1)
         return self._kernel
+
+    def full_size_displacement(self) -> float:
+        """max of `interpolate.max_displacement(f, DISP_PERCENTILE, v)` over (f01, v0) and (f10, v1) as stored
+        (full size, visible where v > 0), pixels: what latent="auto" steps by (`latent_count` of these pairs),
+        computed once however many windows share the interval."""
+        if self._full_disp is None:
+            self._full_disp = max(max_displacement(self.f01, DISP_PERCENTILE, self.v0),
+                                  max_displacement(self.f10, DISP_PERCENTILE, self.v1))
+        return self._full_disp
 
 
 @dataclass
@@ -238,8 +249,8 @@ def _windows(tl, duty_cycle, latent, max_step_px, cap, min_visible, step, shake,
             log.info("output frame %d skipped: %s", j, reason)
             yield VideoExposure(j, None, sharp, 0, 0, disp, reason, **base)
         else:
-            m = latent if latent != "auto" else latent_count(
-                [pair for iv in ivs.values() for pair in ((iv.f01, iv.v0), (iv.f10, iv.v1))], max_step_px, cap)
+            m = latent if latent != "auto" else latent_steps(
+                max((iv.full_size_displacement() for iv in ivs.values()), default=0.0), max_step_px, cap)
             motion, params = shake(j) if shake is not None else (None, None)
             # with d = 1 this window's last sample is the next one's first: keep it (no shake: unwarped)
             keep_end = motion is None and abs(_snap(_snap((j + 1) * step) - half) - hi) < _EPS
@@ -440,19 +451,18 @@ def interval(frame0: np.ndarray, frame1: np.ndarray, preset: str = "medium", met
     """
     h, w = frame0.shape[:2]
     f01, f10 = flow_pair(frame0, frame1, preset, method, scale=scale, full_size=False)
+    # the check runs in the flow grid's own units (a reduced grid's with scale < 1), the displacement in
+    # full-resolution pixels, both in one pass per direction (interpolate.consistency)
+    units = (f01.shape[1] / w, f01.shape[0] / h)
+    v0, v1, disp = consistency(f01, f10, units, DISP_PERCENTILE)
+    frac = float(v0.mean() + v1.mean()) / 2
     if f01.shape[:2] != (h, w):
-        # the check runs in the reduced grid's own units, then everything goes back to full size
-        sx, sy = f01.shape[1] / w, f01.shape[0] / h
-        small01, small10 = f01 * np.float32([sx, sy]), f10 * np.float32([sx, sy])
-        v0, v1 = visibility(small01, small10)
-        disp = max(max_displacement(f01, visible=v0), max_displacement(f10, visible=v1))
-        frac = float(v0.mean() + v1.mean()) / 2
         f01, f10 = (_upsample_planar(f, (w, h)) for f in (f01, f10))
         v0, v1 = (cv2.resize(v, (w, h), interpolation=cv2.INTER_LINEAR) for v in (v0, v1))
         return Interval(f01, f10, v0, v1, disp, frac)
-    v0, v1 = visibility(f01, f10)
-    return Interval(f01, f10, v0, v1, max(max_displacement(f01, visible=v0), max_displacement(f10, visible=v1)),
-                    float(v0.mean() + v1.mean()) / 2)
+    iv = Interval(f01, f10, v0, v1, disp, frac)
+    iv._full_disp = disp  # at full size the stored fields are the ones measured
+    return iv
 
 
 def _upsample_planar(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -32,6 +32,8 @@ CONSISTENCY_A1 = 0.01
 CONSISTENCY_A2 = 0.5
 # below this summed weight a pixel is seen in neither frame and is blended by time alone
 _MIN_WEIGHT = 1e-6
+# the histogram bin of float32 +inf's bits (0x7F800000 >> 15) in `_order_stats`: it and above are inf or nan
+_INF_BIN = 0xFF00
 
 
 def linearize(frame: np.ndarray, response: Response = Response()) -> np.ndarray:
@@ -58,13 +60,39 @@ def visibility(f01: np.ndarray, f10: np.ndarray) -> tuple[np.ndarray, np.ndarray
         (v0, v1): float32 (H, W) in {0, 1}: v0 = 1 where frame0's pixel is visible in frame1, v1 the same for
         frame1 in frame0.
     """
-    out = []
+    v0, v1, _ = consistency(f01, f10)
+    return v0, v1
+
+
+def consistency(f01: np.ndarray, f10: np.ndarray, units: tuple[float, float] = (1.0, 1.0),
+                percentile: float | None = None) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """`visibility` of the flows scaled by `units`, and optionally their `max_displacement`, in one pass per
+    direction (the flow stage of the video path runs this for every frame pair).
+
+    Args:
+        f01, f10: float32 (h, w, 2) forward and backward flow.
+        units: (sx, sy), rounded to float32: the check runs on the vectors (dx sx, dy sy), exactly as on
+            `f * np.float32(units)` but without making that array; `blur.interval` passes the reduced grid's
+            factors for flows that are in full-resolution pixels.
+        percentile: with a value, also the larger over both directions of `max_displacement(f, percentile, v)`,
+            in the flows' own units (not scaled); None skips it.
+    Returns:
+        (v0, v1, disp): v0, v1 float32 (h, w) in {0, 1} as `visibility` gives them for the scaled flows; disp a
+        float in the flows' units, or None.
+    """
+    sx, sy = np.float32(units[0]), np.float32(units[1])
+    f01 = np.ascontiguousarray(f01, np.float32)
+    f10 = np.ascontiguousarray(f10, np.float32)
+    vis, disp = [], None
     for fa, fb in ((f01, f10), (f10, f01)):
         v = np.empty(fa.shape[:2], np.float32)
-        _consistent(np.ascontiguousarray(fa, np.float32), np.ascontiguousarray(fb, np.float32),
-                    CONSISTENCY_A1, CONSISTENCY_A2, v)
-        out.append(v)
-    return out[0], out[1]
+        mags = np.empty(0 if percentile is None else v.size, np.float32)
+        n = _consistent_rows(fa, fb, sx, sy, CONSISTENCY_A1, CONSISTENCY_A2, v, mags)
+        if percentile is not None:
+            d = _percentile(mags[:n], percentile)
+            disp = d if disp is None else max(disp, d)
+        vis.append(v)
+    return vis[0], vis[1], disp
 
 
 def latent_frame(lin0: np.ndarray, lin1: np.ndarray, f01: np.ndarray, f10: np.ndarray, tau: float,
@@ -115,20 +143,63 @@ def latent_count(flows, max_step_px: float = 1.0, cap: int = 64, percentile: flo
     """
     if not max_step_px > 0:
         raise ValueError(f"max_step_px must be > 0, got {max_step_px}")
-    d = max((max_displacement(f, percentile, v) for f, v in _with_masks(flows)), default=0.0)
-    return int(min(max(math.ceil(d / max_step_px - 1e-6), 1), cap))
+    return latent_steps(max((max_displacement(f, percentile, v) for f, v in _with_masks(flows)), default=0.0),
+                        max_step_px, cap)
+
+
+def latent_steps(disp_px: float, max_step_px: float = 1.0, cap: int = 64) -> int:
+    """`latent_count` from the largest displacement disp_px (pixels) already measured: ceil(disp_px /
+    max_step_px) clipped to [1, cap]."""
+    return int(min(max(math.ceil(disp_px / max_step_px - 1e-6), 1), cap))
 
 
 def max_displacement(flow: np.ndarray, percentile: float = 99.9, visible: np.ndarray | None = None) -> float:
     """The given percentile of the flow magnitude, in pixels.
 
-    flow: float32 (H, W, 2); visible: optional float32 or bool (H, W) mask (e.g. from `visibility`) of the
-    pixels to count: flow at occluded or out-of-frame pixels is a guess and should not set the step count.
+    flow: float32 (H, W, 2) (any strides); visible: optional float32 or bool (H, W) mask (e.g. from `visibility`)
+    of the pixels to count (those > 0): flow at occluded or out-of-frame pixels is a guess and should not set the
+    step count. The value is np.percentile(np.hypot(dx, dy)[visible > 0], percentile) to the bit (the float32
+    magnitudes, numpy's linear interpolation), found by selection rather than a partition of every magnitude;
+    0.0 when no pixel counts.
     """
-    mag = np.hypot(flow[..., 0], flow[..., 1])
-    if visible is not None:
-        mag = mag[np.asarray(visible) > 0]
-    return float(np.percentile(mag, percentile)) if mag.size else 0.0
+    h, w = flow.shape[:2]
+    if visible is None:
+        vis = np.empty((0, 0), np.float32)
+    else:
+        vis = np.asarray(visible).reshape(h, w)
+        if vis.dtype != np.float32:
+            vis = (vis > 0).astype(np.float32)
+    mags = np.empty(h * w, np.float32)
+    n = _magnitudes(flow[..., 0], flow[..., 1], vis, mags)
+    return _percentile(mags[:n], percentile)
+
+
+def _percentile(mags: np.ndarray, percentile: float) -> float:
+    """float(np.percentile(mags, percentile)) (method "linear") of float32 (n,) magnitudes >= 0, by selecting
+    the two order statistics it interpolates (`_order_stats`) instead of numpy's partition of all n; 0.0 for
+    n = 0. Non-finite magnitudes go to numpy itself."""
+    n = mags.shape[0]
+    if n == 0:
+        return 0.0
+    if not 0.0 <= percentile <= 100.0:
+        raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+    # numpy's virtual index (n - 1) q / 100 in float64, its neighbours and the weight between them
+    index = (n - 1) * np.true_divide(percentile, 100)
+    lo = int(math.floor(index))
+    if index >= n - 1:
+        lo = hi = n - 1
+    else:
+        hi = lo + 1
+    a, b, ok = _order_stats(mags.view(np.uint32), lo, hi)
+    if not ok:  # inf or nan among them
+        return float(np.percentile(mags, percentile))
+    a, b = np.uint32(a).view(np.float32), np.uint32(b).view(np.float32)
+    # numpy's _lerp with a weak (Python float) weight: float32 arithmetic, from the nearer end
+    gamma = float(index - math.floor(index)) if lo != hi else 0.0
+    diff = b - a
+    if gamma >= 0.5:
+        return float(b - diff * np.float32(1 - gamma))
+    return float(a + diff * np.float32(gamma))
 
 
 def _with_masks(flows):
@@ -160,40 +231,133 @@ def bilinear(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return (top * (1 - ay) + bottom * ay).astype(np.float32)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _consistent(fa, fb, a1, a2, out):
-    # tests/test_video.py holds the numpy reference
-    h, w = out.shape
-    for y in numba.prange(h):
+@numba.njit(cache=True, nogil=True)
+def _consistent_rows(fa, fb, sx, sy, a1, a2, v, mags):
+    # v = forward-backward check of the flows (fa, fb) * (sx, sy) (tests/test_video.py holds the numpy reference),
+    # row by row: one pass finds each target's bilinear cell (contiguous: vectorized), one gathers fb there. The
+    # float64 arithmetic of the check is the earlier per-pixel kernel's, so v is the same to the bit. With
+    # mags.size > 0, the float32 |fa| of the visible pixels (np.hypot's value) are appended to mags in raster
+    # order; returns how many.
+    h, w = v.shape
+    collect = mags.shape[0] > 0
+    n = 0
+    wm = np.float64(w - 1)
+    hm = np.float64(h - 1)
+    wm2 = np.float64(max(w - 2, 0))
+    hm2 = np.float64(max(h - 2, 0))
+    a = fa.reshape(-1)
+    b = fb.reshape(-1)
+    vv = v.reshape(-1)
+    ofs = np.empty(w, np.intp)
+    axs = np.empty(w, np.float64)
+    ays = np.empty(w, np.float64)
+    dxs = np.empty(w, np.float64)
+    dys = np.empty(w, np.float64)
+    inside = np.empty(w, np.bool_)
+    right = 2 if w > 1 else 0  # offsets of the cell's other corners (border replicated on 1-pixel frames)
+    down = 2 * w if h > 1 else 0
+    for y in range(h):
+        row = y * w
         for x in range(w):
-            dx = fa[y, x, 0]
-            dy = fa[y, x, 1]
+            i = 2 * (row + x)
+            dx = np.float64(a[i] * sx)
+            dy = np.float64(a[i + 1] * sy)
             tx = x + dx
             ty = y + dy
             # a pixel whose flow leaves the image is not seen in the other frame, however consistent the
             # clamped border sample happens to look
-            if tx < 0 or tx > w - 1 or ty < 0 or ty > h - 1:
-                out[y, x] = 0.0
-                continue
-            bx = bilinear_at(fb, tx, ty, 0)
-            by = bilinear_at(fb, tx, ty, 1)
-            err = (dx + bx) ** 2 + (dy + by) ** 2
+            inside[x] = (tx >= 0) & (tx <= wm) & (ty >= 0) & (ty <= hm)
+            px = min(max(tx, 0.0), wm)
+            py = min(max(ty, 0.0), hm)
+            x0 = min(np.floor(px), wm2)
+            y0 = min(np.floor(py), hm2)
+            axs[x] = px - x0
+            ays[x] = py - y0
+            ofs[x] = 2 * (np.intp(y0) * w + np.intp(x0))
+            dxs[x] = dx
+            dys[x] = dy
+        for x in range(w):
+            o = ofs[x]
+            ax = axs[x]
+            ay = ays[x]
+            top = np.float64(b[o] * sx) * (1 - ax) + np.float64(b[o + right] * sx) * ax
+            bottom = np.float64(b[o + down] * sx) * (1 - ax) + np.float64(b[o + down + right] * sx) * ax
+            bx = top * (1 - ay) + bottom * ay
+            top = np.float64(b[o + 1] * sy) * (1 - ax) + np.float64(b[o + right + 1] * sy) * ax
+            bottom = np.float64(b[o + down + 1] * sy) * (1 - ax) + np.float64(b[o + down + right + 1] * sy) * ax
+            by = top * (1 - ay) + bottom * ay
+            dx = dxs[x]
+            dy = dys[x]
+            err = (dx + bx) * (dx + bx) + (dy + by) * (dy + by)
             bound = a1 * (dx * dx + dy * dy + bx * bx + by * by) + a2
-            out[y, x] = 1.0 if err <= bound else 0.0
+            vv[row + x] = np.float32(inside[x] & (err <= bound))
+        if collect:
+            for x in range(w):
+                if vv[row + x] != 0:
+                    i = 2 * (row + x)
+                    mags[n] = _hypot32(a[i], a[i + 1])
+                    n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _magnitudes(fx, fy, vis, mags):
+    # mags[:n] = the float32 |(fx, fy)| of the pixels with vis > 0 (all of them when vis is empty), raster order
+    h, w = fx.shape
+    every = vis.size == 0
+    n = 0
+    for y in range(h):
+        for x in range(w):
+            if every or vis[y, x] > 0:
+                mags[n] = _hypot32(fx[y, x], fy[y, x])
+                n += 1
+    return n
 
 
 @numba.njit(cache=True, inline="always")
-def bilinear_at(img, px, py, c):
-    """img[..., c] at (px, py), bilinear, border replicated: the arithmetic of `bilinear`, for kernels."""
-    h, w = img.shape[0], img.shape[1]
-    px = min(max(px, 0.0), w - 1.0)
-    py = min(max(py, 0.0), h - 1.0)
-    x0 = min(int(math.floor(px)), w - 2) if w > 1 else 0
-    y0 = min(int(math.floor(py)), h - 2) if h > 1 else 0
-    ax = px - x0
-    ay = py - y0
-    x1 = min(x0 + 1, w - 1)
-    y1 = min(y0 + 1, h - 1)
-    top = img[y0, x0, c] * (1 - ax) + img[y0, x1, c] * ax
-    bottom = img[y1, x0, c] * (1 - ax) + img[y1, x1, c] * ax
-    return top * (1 - ay) + bottom * ay
+def _hypot32(dx, dy):
+    # np.hypot of two float32 (glibc's hypotf): the float64 root rounded once to float32 (tests check the bits)
+    u = np.float64(dx)
+    t = np.float64(dy)
+    return np.float32(math.sqrt(u * u + t * t))
+
+
+@numba.njit(cache=True, nogil=True)
+def _order_stats(bits, lo, hi):
+    # the lo-th and hi-th smallest (0-based, lo <= hi) of float32 values >= 0 given by their bits (uint32 (n,)),
+    # whose order is the values' order. A histogram of the top 17 bits (exponent and 8 mantissa bits: bins 0.4%
+    # wide) finds the bin holding the lo-th; only the values from that bin up are partitioned. ok = False when
+    # a value is inf or nan (the caller asks numpy).
+    n = bits.shape[0]
+    hist = np.zeros(1 << 16, np.int64)
+    top = 0
+    for i in range(n):
+        k = np.int64(bits[i] >> 15)
+        hist[k] += 1
+        top = max(top, k)
+    if top >= _INF_BIN:
+        return np.uint32(0), np.uint32(0), False
+    need = n - lo  # values at or above the lo-th
+    above = 0
+    k = top
+    while True:
+        above += hist[k]
+        if above >= need or k == 0:
+            break
+        k -= 1
+    threshold = np.uint32(k) << 15
+    cand = np.empty(above, np.uint32)
+    c = 0
+    for i in range(n):
+        if bits[i] >= threshold:
+            cand[c] = bits[i]
+            c += 1
+    below = n - c
+    part = np.partition(cand, lo - below)
+    a = part[lo - below]
+    b = a
+    if hi > lo:
+        b = part[hi - below]
+        for i in range(hi - below, c):
+            b = min(b, part[i])
+    return a, b, True
