@@ -15,7 +15,7 @@ import numpy as np
 
 from ..camera import Response
 from ..video.flow import flow_pair
-from ..video.interpolate import visibility
+from ..video.interpolate import consistency
 from .domain import BlurDistribution, condition_map, frame_velocity, resize_condition
 from .inputs import InputError, Target
 from .noise import NoiseSamples, gray_noise_sigma
@@ -147,8 +147,7 @@ def _flows(frame0: np.ndarray, frame1: np.ndarray, preset: str, scale: float):
     passes the forward-backward check (checked in the reduced grid's own pixels, as video.blur.interval)."""
     f01, f10 = flow_pair(frame0, frame1, preset, scale=scale, full_size=False)
     h, w = frame0.shape[:2]
-    units = np.float32([f01.shape[1] / w, f01.shape[0] / h])
-    v0, v1 = visibility(f01 * units, f10 * units)
+    v0, v1, _ = consistency(f01, f10, (f01.shape[1] / w, f01.shape[0] / h))
     return f01, f10, v0, v1
 
 
