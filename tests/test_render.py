@@ -361,22 +361,21 @@ def test_object_runs_are_the_same_bytes_for_any_thread_count():
 
 
 def test_padded_crops_sample_transparent_outside():
-    """pad_transparent: every non-extending crop gets a one-pixel zero border, extending crops are unchanged."""
+    """pad_transparent: every non-extending crop gets a one-pixel zero border; extending crops are not copied."""
     from blursynth.render.pack import pack_layers, pad_transparent
 
     scene, _ = _overlapping_objects_scene(False)
     packed = pack_layers(scene)
     buf, offsets, dims = pad_transparent(packed)
-    for l in range(len(scene.layers)):
+    assert packed.extend[0] and offsets[0] == -1 and np.array_equal(dims[0], packed.dims[0])
+    assert buf.size == sum(int((w + 2) * (h + 2) * 4) for (w, h), e in zip(packed.dims, packed.extend) if not e)
+    for l in range(1, len(scene.layers)):
         w, h = packed.dims[l]
         crop = packed.buf[packed.offsets[l]:packed.offsets[l] + w * h * 4].reshape(h, w, 4)
         pw, ph = dims[l]
         padded = buf[offsets[l]:offsets[l] + pw * ph * 4].reshape(ph, pw, 4)
-        if packed.extend[l]:
-            assert np.array_equal(padded, crop)
-        else:
-            assert (pw, ph) == (w + 2, h + 2)
-            assert np.array_equal(padded[1:-1, 1:-1], crop)
-            ring = padded.copy()
-            ring[1:-1, 1:-1] = 0.0
-            assert not ring.any()
+        assert (pw, ph) == (w + 2, h + 2)
+        assert np.array_equal(padded[1:-1, 1:-1], crop)
+        ring = padded.copy()
+        ring[1:-1, 1:-1] = 0.0
+        assert not ring.any()

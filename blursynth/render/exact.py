@@ -457,14 +457,7 @@ def _sweep(buf, off, w, h, ext, last, Hm, y, xa, xb, sel, trans, acc, U, V):
                 i0 = off + (y0 * w + dx) * 4
                 _shifted_row(buf, i0, i0 + w * 4, (one - fx) * (one - fy), fx * (one - fy), (one - fx) * fy,
                              fx * fy, ia, ib, sel, trans, acc)
-                for x in range(xa, ia):
-                    U[x] = x + cu
-                    V[x] = cv
-                for x in range(ib + 1, xb + 1):
-                    U[x] = x + cu
-                    V[x] = cv
-                _last_gather(buf, off, w, h, xa, ia - 1, sel, trans, acc, U, V)
-                _last_gather(buf, off, w, h, ib + 1, xb, sel, trans, acc, U, V)
+                _shifted_edges(buf, off, w, h, cu, cv, xa, xb, ia, ib, sel, trans, acc, U, V)
                 return
         for x in range(xa, xb + 1):
             iz = 1.0 / (h20 * x + cw)
@@ -560,6 +553,20 @@ def _last_gather(buf, off, w, h, xa, xb, sel, trans, acc, U, V):
 
 
 @numba.njit(cache=True, inline="always")
+def _shifted_edges(buf, off, w, h, cu, cv, xa, xb, ia, ib, sel, trans, acc, U, V):
+    """A translated back layer (u = x + cu, v = cv) at the columns of [xa, xb] outside [ia, ib], whose 2x2
+    source neighbourhood would leave the crop: the clamped gather."""
+    for x in range(xa, ia):
+        U[x] = x + cu
+        V[x] = cv
+    for x in range(ib + 1, xb + 1):
+        U[x] = x + cu
+        V[x] = cv
+    _last_gather(buf, off, w, h, xa, ia - 1, sel, trans, acc, U, V)
+    _last_gather(buf, off, w, h, ib + 1, xb, sel, trans, acc, U, V)
+
+
+@numba.njit(cache=True, inline="always")
 def _shifted_row(buf, i0, j0, w00, w01, w10, w11, xa, xb, sel, trans, acc):
     """A translated back layer: acc[:, x] += trans[x] * bilinear for x in [xa, xb] where sel[x], pixel x reading
     buf at i0 + 4 x, j0 + 4 x and their right neighbours with the same weights for every x."""
@@ -584,9 +591,11 @@ def _shifted_row(buf, i0, j0, w00, w01, w10, w11, xa, xb, sel, trans, acc):
 def _integrate_runs(buf, offsets, dims, extend, pbuf, poffsets, pdims, Hinv, boxes, start, level, covered, prefilled,
                     out):
     # _integrate's loops with a cheaper sweep per (sample, layer): `_sweep_runs` on the padded crops (pbuf,
-    # poffsets, pdims from pad_transparent), float32 coordinates and weights. A translated back layer keeps
-    # `_sweep`'s shifted rows, and a layer whose crop is thinner than 2 pixels `_sweep` itself. Pixels of the
-    # span [lo, hi] outside the level are swept too (their values are never written out).
+    # poffsets, pdims from pad_transparent; an extending layer on its own crop in buf), float32 coordinates and
+    # weights. A translated back layer keeps `_sweep`'s shifted rows (`_sweep_shifted`), and a layer whose crop is
+    # thinner than 2 pixels `_sweep` itself. The transmittance starts at 0 on the pixels of the span [lo, hi]
+    # outside the level, so the one test trans >= OPAQUE_EPS skips both them and what lies behind opaque coverage
+    # (no separate scan for runs).
     height, width = out.shape[0], out.shape[1]
     L = Hinv.shape[1]
     G = start.shape[0] - 1
@@ -594,18 +603,22 @@ def _integrate_runs(buf, offsets, dims, extend, pbuf, poffsets, pdims, Hinv, box
     for y in numba.prange(height):
         acc = np.empty((3, width))
         trans = np.empty(width)
+        start_trans = np.empty(width)
         sel = np.empty(width, dtype=np.bool_)
+        vis = np.empty(width, dtype=np.bool_)
         U = np.empty(width)
         V = np.empty(width)
         FX = np.empty(width, dtype=np.float32)
         FY = np.empty(width, dtype=np.float32)
-        DX = np.empty(width, dtype=np.int64)
-        Y0 = np.empty(width, dtype=np.int64)
+        DX = np.empty(width, dtype=np.int32)
+        Y0 = np.empty(width, dtype=np.int32)
+        S = np.empty(4 * width, dtype=np.float32)
         for g in range(G):
             lo, hi = width, -1
             for x in range(width):
                 s = level[y, x] == g and (covered[y, x] or not prefilled)
                 sel[x] = s
+                start_trans[x] = 1.0 if s else 0.0
                 if s:
                     hi = x
                     if lo == width:
@@ -614,7 +627,7 @@ def _integrate_runs(buf, offsets, dims, extend, pbuf, poffsets, pdims, Hinv, box
                 continue
             acc[:, lo:hi + 1] = 0.0
             for k in range(start[g], start[g + 1]):
-                trans[lo:hi + 1] = 1.0
+                trans[lo:hi + 1] = start_trans[lo:hi + 1]
                 for l in range(L - 1, -1, -1):
                     if extend[l]:
                         xa, xb = lo, hi
@@ -629,23 +642,22 @@ def _integrate_runs(buf, offsets, dims, extend, pbuf, poffsets, pdims, Hinv, box
                     translated = (Hm[0, 0] == 1.0 and Hm[1, 0] == 0.0 and Hm[2, 0] == 0.0 and Hm[0, 1] == 0.0
                                   and Hm[2, 1] == 0.0 and Hm[2, 2] == 1.0)
                     thin = min(dims[l, 0], dims[l, 1]) < 2
-                    shifted = l == 0 and extend[l] and translated
-                    # only where the layers in front leave light through (early exit on opaque coverage)
-                    x = xa
-                    while x <= xb:
-                        while x <= xb and trans[x] < OPAQUE_EPS:
-                            x += 1
-                        run = x
-                        while x <= xb and trans[x] >= OPAQUE_EPS:
-                            x += 1
-                        if run == x:
-                            continue
-                        if thin or shifted:
-                            _sweep(buf, offsets[l], dims[l, 0], dims[l, 1], extend[l], l == 0, Hm, y, run, x - 1,
-                                   sel, trans, acc, U, V)
+                    if thin or (l == 0 and extend[l] and translated):
+                        for x in range(xa, xb + 1):
+                            vis[x] = trans[x] >= OPAQUE_EPS
+                        if thin:
+                            _sweep(buf, offsets[l], dims[l, 0], dims[l, 1], extend[l], l == 0, Hm, y, xa, xb, vis,
+                                   trans, acc, U, V)
                         else:
-                            _sweep_runs(pbuf, poffsets[l], pdims[l, 0], pdims[l, 1], 0.0 if extend[l] else 1.0,
-                                        l == 0, Hm, y, run, x - 1, trans, acc, FX, FY, DX, Y0)
+                            _sweep_shifted(buf, offsets[l], dims[l, 0], dims[l, 1], Hm, y, xa, xb, vis, trans, acc,
+                                           U, V, S)
+                    else:
+                        if extend[l]:
+                            _sweep_runs(buf, offsets[l], dims[l, 0], dims[l, 1], 0.0, l == 0, Hm, y, xa, xb, trans,
+                                        acc, FX, FY, DX, Y0)
+                        else:
+                            _sweep_runs(pbuf, poffsets[l], pdims[l, 0], pdims[l, 1], 1.0, l == 0, Hm, y, xa, xb,
+                                        trans, acc, FX, FY, DX, Y0)
             inv_n = 1.0 / (start[g + 1] - start[g])
             for x in range(lo, hi + 1):
                 if sel[x]:
@@ -655,16 +667,59 @@ def _integrate_runs(buf, offsets, dims, extend, pbuf, poffsets, pdims, Hinv, box
 
 
 @numba.njit(cache=True, inline="always")
+def _sweep_shifted(buf, off, w, h, Hm, y, xa, xb, vis, trans, acc, U, V, S):
+    """`_sweep` for a translated, extending back layer (crop w, h >= 2), the same arithmetic: over each run of
+    visible pixels, the bilinear RGBA of the shifted source row first (one float32 loop over the run's
+    contiguous values, which vectorizes; S: float32 (4 W,) scratch), then scaled by the transmittance into acc.
+    Columns whose 2x2 source neighbourhood leaves the crop take the clamped gather (`_last_gather`)."""
+    cu = Hm[0, 1] * y + Hm[0, 2]
+    cv = Hm[1, 1] * y + Hm[1, 2]
+    v = min(max(cv, 0.0), h - 1.0)
+    y0 = min(int(v), h - 2)
+    dx = int(np.floor(cu))
+    ia, ib = max(xa, -dx), min(xb, w - 2 - dx)
+    if ia > ib:
+        ia, ib = xb + 1, xb
+    else:
+        fx = np.float32(cu - dx)
+        fy = np.float32(v - y0)
+        one = np.float32(1.0)
+        w00, w01, w10, w11 = (one - fx) * (one - fy), fx * (one - fy), (one - fx) * fy, fx * fy
+        i0 = off + (y0 * w + dx) * 4
+        j0 = i0 + w * 4
+        x = ia
+        while x <= ib:
+            run, x = _next_run(vis, x, ib)
+            if x == run:
+                continue
+            m = 4 * (x - run)
+            p, q = i0 + 4 * run, j0 + 4 * run
+            a, b, c, d = buf[p:p + m], buf[p + 4:p + 4 + m], buf[q:q + m], buf[q + 4:q + 4 + m]
+            sm = S[:m]
+            for e in range(m):
+                sm[e] = w00 * a[e] + w01 * b[e] + w10 * c[e] + w11 * d[e]
+            r, g, bl, tr = acc[0, run:x], acc[1, run:x], acc[2, run:x], trans[run:x]
+            for k in range(x - run):
+                t = np.float32(tr[k])
+                r[k] += t * sm[4 * k]
+                g[k] += t * sm[4 * k + 1]
+                bl[k] += t * sm[4 * k + 2]
+    _shifted_edges(buf, off, w, h, cu, cv, xa, xb, ia, ib, vis, trans, acc, U, V)
+
+
+@numba.njit(cache=True, inline="always")
 def _sweep_runs(buf, off, w, h, pad, last, Hm, y, xa, xb, trans, acc, FX, FY, DX, Y0):
-    """Composite one layer under the row's transmittance for every x in [xa, xb], sampling the crop at buf[off:]
+    """Composite one layer under the row's transmittance for every x in [xa, xb] where it is at least OPAQUE_EPS
+    (the layers in front still let light through), sampling the crop at buf[off:]
     (w, h >= 2) clamped: an extending layer's own crop, or a non-extending layer's crop padded with one
     transparent pixel (`pad_transparent`; crop coordinates then shift by `pad` = 1), where clamping gives the
     transparent-outside sample exactly.
 
     Two passes: the source coordinates (float32 for an affine map, coordinate error < 1e-3 px; float64 through
-    the homography's divide otherwise), kept as each pixel's bilinear fractions (FX, FY) and top-left
-    neighbour (x + DX[x], Y0[x]); then the gathers, over runs of pixels with the same DX and Y0, whose
-    neighbours are contiguous slices of buf.
+    the homography's divide otherwise), kept as each pixel's bilinear fractions (FX, FY, float32 (W,)) and
+    top-left neighbour (x + DX[x], Y0[x]; int32 (W,), which AVX2 converts to in vectors, int64 it does not);
+    then the gathers, over runs of visible pixels with the same DX and Y0, whose neighbours are contiguous
+    slices of buf.
     """
     hu, hv = np.float32(w - 1), np.float32(h - 1)
     zero, one = np.float32(0.0), np.float32(1.0)
@@ -672,10 +727,15 @@ def _sweep_runs(buf, off, w, h, pad, last, Hm, y, xa, xb, trans, acc, FX, FY, DX
     cu = Hm[0, 1] * y + Hm[0, 2]
     cv = Hm[1, 1] * y + Hm[1, 2]
     cw = Hm[2, 1] * y + Hm[2, 2]
+    w2, h2 = np.int32(w - 2), np.int32(h - 2)
+    # int32 indices and slices: the loops vectorize (AVX2 converts float to int32, not int64, in vectors)
+    n = xb + 1 - xa
+    fxs, fys, dxs, y0s = FX[xa:xb + 1], FY[xa:xb + 1], DX[xa:xb + 1], Y0[xa:xb + 1]
     if h20 == 0.0 and cw == 1.0:
         fh00, fh10 = np.float32(h00), np.float32(h10)
         fcu, fcv = np.float32(cu + pad), np.float32(cv + pad)
-        for x in range(xa, xb + 1):
+        for i in range(n):
+            x = np.int32(xa + i)
             xf = np.float32(x)
             u = fh00 * xf + fcu
             v = fh10 * xf + fcv
@@ -683,29 +743,38 @@ def _sweep_runs(buf, off, w, h, pad, last, Hm, y, xa, xb, trans, acc, FX, FY, DX
             u = u if u < hu else hu
             v = v if v > zero else zero
             v = v if v < hv else hv
-            x0 = min(np.int64(u), w - 2)
-            y0 = min(np.int64(v), h - 2)
-            FX[x] = u - np.float32(x0)
-            FY[x] = v - np.float32(y0)
-            DX[x] = x0 - x
-            Y0[x] = y0
+            x0 = np.int32(u)
+            x0 = x0 if x0 < w2 else w2
+            y0 = np.int32(v)
+            y0 = y0 if y0 < h2 else h2
+            fxs[i] = u - np.float32(x0)
+            fys[i] = v - np.float32(y0)
+            dxs[i] = x0 - x
+            y0s[i] = y0
     else:
-        for x in range(xa, xb + 1):
+        for i in range(n):
+            x = xa + i
             iz = 1.0 / (h20 * x + cw)
             u = min(max((h00 * x + cu) * iz + pad, 0.0), w - 1.0)
             v = min(max((h10 * x + cv) * iz + pad, 0.0), h - 1.0)
-            x0 = min(np.int64(u), w - 2)
-            y0 = min(np.int64(v), h - 2)
-            FX[x] = np.float32(u - x0)
-            FY[x] = np.float32(v - y0)
-            DX[x] = x0 - x
-            Y0[x] = y0
+            x0 = np.int32(u)
+            x0 = x0 if x0 < w2 else w2
+            y0 = np.int32(v)
+            y0 = y0 if y0 < h2 else h2
+            fxs[i] = np.float32(u - x0)
+            fys[i] = np.float32(v - y0)
+            dxs[i] = x0 - np.int32(x)
+            y0s[i] = y0
     x = xa
     while x <= xb:
+        while x <= xb and trans[x] < OPAQUE_EPS:
+            x += 1
+        if x > xb:
+            break
         s = x
         dx, y0 = DX[s], Y0[s]
         x += 1
-        while x <= xb and DX[x] == dx and Y0[x] == y0:
+        while x <= xb and DX[x] == dx and Y0[x] == y0 and trans[x] >= OPAQUE_EPS:
             x += 1
         n = x - s
         i0 = off + (y0 * w + s + dx) * 4

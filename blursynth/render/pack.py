@@ -95,24 +95,25 @@ def crop_boxes(H: np.ndarray, origin: np.ndarray, dims: np.ndarray, width: int, 
 
 
 def pad_transparent(packed: PackedLayers) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The packed crops with a one-pixel transparent (all-zero) border around every non-extending layer, so a
-    bilinear sample clamped to the padded crop is exactly the transparent-outside sample of the crop itself
-    (neighbours outside the crop read zeros; a coordinate beyond the border clamps onto it and reads zeros with
-    weight 1). Extending layers are copied unchanged (they clamp to their own border).
+    """The packed crops of the non-extending layers with a one-pixel transparent (all-zero) border, so a bilinear
+    sample clamped to the padded crop is exactly the transparent-outside sample of the crop itself (neighbours
+    outside the crop read zeros; a coordinate beyond the border clamps onto it and reads zeros with weight 1).
+    Extending layers clamp to their own border and are not copied (a background is a full frame): their offset
+    is -1 and their dims are their crop's; read them from packed.buf.
 
     Returns:
-        (buf float32 (sum of padded h_l * w_l * 4,), offsets int64 (L,), dims int64 (L, 2) padded width, height).
-        Crop coordinates (u, v) of `packed` are (u + 1, v + 1) in a padded non-extending crop.
+        (buf float32 (sum of padded h_l * w_l * 4 over non-extending layers,), offsets int64 (L,), dims int64
+        (L, 2) padded width, height). Crop coordinates (u, v) of `packed` are (u + 1, v + 1) in a padded crop.
     """
     pad = np.where(packed.extend, 0, 2).astype(np.int64)
     dims = packed.dims + pad[:, None]
-    sizes = dims[:, 0] * dims[:, 1] * 4
+    sizes = np.where(packed.extend, 0, dims[:, 0] * dims[:, 1] * 4)
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if len(sizes) else np.zeros(0, np.int64)
+    offsets[packed.extend] = -1
     buf = np.zeros(int(sizes.sum()), dtype=np.float32)
-    for l in range(len(offsets)):
+    for l in np.flatnonzero(~packed.extend):
         w, h = packed.dims[l]
         src = packed.buf[packed.offsets[l]:packed.offsets[l] + w * h * 4].reshape(h, w * 4)
         dst = buf[offsets[l]:offsets[l] + sizes[l]].reshape(dims[l, 1], dims[l, 0] * 4)
-        p = pad[l] // 2
-        dst[p:p + h, 4 * p:4 * (p + w)] = src
+        dst[1:1 + h, 4:4 * (1 + w)] = src
     return buf, offsets, dims
