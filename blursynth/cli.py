@@ -35,6 +35,13 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def option_sets(pairs) -> list[str]:
+    """`--set` overrides for the options a command was given: "KEY=VALUE" for each (key, value) in `pairs` whose
+    value is not None, in order; booleans spelled true/false, as the recipe YAML has them."""
+    return [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in pairs
+            if value is not None]
+
+
 class _Count(click.ParamType):
     name = "count"
 
@@ -97,12 +104,7 @@ def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, 
     if size is not None:
         w, h = parse_size(size)
         sets.append(f"size=[{w}, {h}]")
-    if codec is not None:
-        sets.append(f"output.codec={codec}")
-    if blur_map is not None:
-        sets.append(f"output.blur_map={'true' if blur_map else 'false'}")
-    if events is not None:
-        sets.append(f"events.enabled={'true' if events else 'false'}")
+    sets += option_sets([("output.codec", codec), ("output.blur_map", blur_map), ("events.enabled", events)])
     try:
         resolved = load_recipe(recipe, sets)
     except RecipeError as exc:

@@ -34,17 +34,15 @@ def adapt(inputs, out, recipe, ratio, max_blur_px, patch_size, exposure_ratio, p
     Blur/RGB/*.png, folders of frames), measure how that domain blurs and how noisy it is, and reblur the
     patches with matching blur and noise into LMDB shards in OUT (read them with ShardDataset, fine-tune with
     `blursynth train`)."""
+    from ..cli import option_sets
     from ..recipe import RecipeError
     from .run import AdaptError, run_adapt
     from .settings import load_settings
 
-    sets = list(overrides)
-    for flag, key in ((ratio, "sharpness.ratio"), (max_blur_px, "sharpness.max_blur_px"),
-                      (patch_size, "sharpness.patch_size"),
-                      (exposure_ratio, "domain.exposure_ratio"), (pairs_per_patch, "reblur.pairs_per_patch"),
-                      (codec, "output.codec")):
-        if flag is not None:
-            sets.append(f"{key}={flag}")
+    sets = list(overrides) + option_sets([
+        ("sharpness.ratio", ratio), ("sharpness.max_blur_px", max_blur_px), ("sharpness.patch_size", patch_size),
+        ("domain.exposure_ratio", exposure_ratio), ("reblur.pairs_per_patch", pairs_per_patch),
+        ("output.codec", codec)])
     try:
         settings = load_settings(recipe, sets)
     except RecipeError as exc:

@@ -64,26 +64,16 @@ def video(videos, out, recipe, fmt, fps, duty_cycle, latent, gamma, noise, shake
           flow_scale, no_filters, events, overrides, seed, workers, address, device, gpu_workers, resume, dry_run,
           no_progress):
     """Blurred/sharp pairs from real VIDEOS (files or folders) by flow-interpolated exposures."""
-    from ..cli import parse_size, resolve_device_option
+    from ..cli import option_sets, parse_size, resolve_device_option
     from ..recipe import RecipeError
     from ..runner import RunError, plan_clips, run_video
     from .recipe import load_video_recipe
 
     device = resolve_device_option(device)
 
-    sets = []
-    if fmt is not None:
-        sets.append(f"output.format={fmt}")
-    if fps is not None:
-        sets.append(f"fps={fps}")
-    if duty_cycle is not None:
-        sets.append(f"duty_cycle={duty_cycle}")
-    if latent is not None:
-        sets.append(f"latent={_latent(latent)}")
-    if gamma is not None:
-        sets.append(f"camera.gamma={gamma}")
-    if noise is not None:
-        sets.append(f"camera.noise={'true' if noise else 'false'}")
+    sets = option_sets([("output.format", fmt), ("fps", fps), ("duty_cycle", duty_cycle),
+                        ("latent", None if latent is None else _latent(latent)), ("camera.gamma", gamma),
+                        ("camera.noise", noise)])
     if shake is not None:
         sets.append(f"shake.models={{{shake}: 1.0}}")
     if resize is not None:
@@ -94,14 +84,8 @@ def video(videos, out, recipe, fmt, fps, duty_cycle, latent, gamma, noise, shake
         if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
             raise click.BadParameter(f"{crop!r} is not X,Y,WIDTH,HEIGHT", param_hint="--crop")
         sets.append(f"crop=[{', '.join(p.strip() for p in parts)}]")
-    if max_frames is not None:
-        sets.append(f"max_frames={max_frames}")
-    if window is not None:
-        sets.append(f"output.window={window}")
-    if flow_preset is not None:
-        sets.append(f"flow.preset={flow_preset}")
-    if flow_scale is not None:
-        sets.append(f"flow.scale={flow_scale}")
+    sets += option_sets([("max_frames", max_frames), ("output.window", window), ("flow.preset", flow_preset),
+                         ("flow.scale", flow_scale)])
     if no_filters:
         sets += ["filters.min_brightness=0", "filters.max_psnr_db=null", "filters.min_texture=0"]
     if events:
