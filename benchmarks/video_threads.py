@@ -67,8 +67,8 @@ def run(clip: Path, tmp: Path, env_extra: dict, overrides: list[str]) -> dict:
     env.pop("NUMBA_NUM_THREADS", None)
     env.update(env_extra)
     default = ["latent=8", "filters.max_psnr_db=null", "filters.min_brightness=0", "filters.min_texture=0"]
-    out = subprocess.run([sys.executable, "-c", CHILD, str(BENCH), str(clip), str(tmp), json.dumps(default + overrides)],
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, str(BENCH), str(clip), str(tmp),
+                          json.dumps(default + overrides)], env=env, capture_output=True, text=True, check=True)
     line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
 

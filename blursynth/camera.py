@@ -166,8 +166,8 @@ def add_noise(x: np.ndarray, shot: float, read: float, rng: np.random.Generator,
     """
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
     out = np.empty_like(flat)
-    _noise(flat, np.float32(gain), np.float64(shot), np.float64(read), rng_mod.key_from(rng), rng_mod.ZIG_K, rng_mod.ZIG_W,
-           rng_mod.ZIG_F, rng_mod.POIS_CDF, rng_mod.POIS_GUIDE_TABLE, out)
+    _noise(flat, np.float32(gain), np.float64(shot), np.float64(read), rng_mod.key_from(rng), *rng_mod.NOISE_TABLES,
+           out)
     return out.reshape(np.shape(x))
 
 

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -404,10 +405,8 @@ def apply_camera(blur, sharp, params: CameraParams, rng: np.random.Generator) ->
     if params.shot > 0 or params.read > 0:
         gained = (blur.contiguous() * torch.tensor(params.gain, dtype=torch.float32, device=blur.device)).contiguous()
         key = int(rng_mod.key_from(rng))
-        tables = [torch.from_numpy(np.array(t)).to(blur.device) for t in
-                  (rng_mod.ZIG_K, rng_mod.ZIG_W, rng_mod.ZIG_F, rng_mod.POIS_CDF, rng_mod.POIS_GUIDE_TABLE)]
         noisy = torch.empty_like(gained)
-        ext.noise(gained, float(params.shot), float(params.read), key, *tables, noisy)
+        ext.noise(gained, float(params.shot), float(params.read), key, *_noise_tables(str(blur.device)), noisy)
         blur_u8 = encode_u8(noisy, 1.0, thresholds)
     else:
         blur_u8 = encode_u8(blur, params.gain, thresholds)
@@ -416,6 +415,14 @@ def apply_camera(blur, sharp, params: CameraParams, rng: np.random.Generator) ->
     if params.jpeg_quality is not None:
         blur_np = jpeg_roundtrip(blur_np, params.jpeg_quality)
     return blur_np, sharp_np
+
+
+@lru_cache(maxsize=None)
+def _noise_tables(device: str) -> tuple:
+    """rng.NOISE_TABLES on `device`, uploaded once per device (not per sample)."""
+    import torch
+
+    return tuple(torch.from_numpy(np.array(t)).to(device) for t in rng_mod.NOISE_TABLES)
 
 
 def encode_u8(linear, gain: float, thresholds):

@@ -93,7 +93,10 @@ def _poisson_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 POIS_CDF, POIS_GUIDE_TABLE = _poisson_tables()
-_INV_K = 1.0 / np.maximum(np.arange(1001, dtype=np.float64), 1.0)
+# every table the noise kernels take, in their argument order (camera._noise, csrc bs_launch_noise)
+NOISE_TABLES = (ZIG_K, ZIG_W, ZIG_F, POIS_CDF, POIS_GUIDE_TABLE)
+POIS_MAX_STEPS = 1000  # cap of the fractional part's sequential inversion (csrc: the same literal)
+_INV_K = 1.0 / np.maximum(np.arange(POIS_MAX_STEPS + 1, dtype=np.float64), 1.0)
 
 
 @numba.njit(inline="always")
@@ -117,10 +120,16 @@ def unit(bits):
 
 
 @numba.njit(inline="always")
+def _value_and_layer(h):
+    """The ziggurat's draw from 64 random bits: bits 0-31 the signed value j, bits 32-38 the layer."""
+    return np.int64(np.int32(np.uint32(h & np.uint64(0xFFFFFFFF)))), \
+        np.int64((h >> np.uint64(32)) & np.uint64(ZIG_LAYERS - 1))
+
+
+@numba.njit(inline="always")
 def normal_fast(h, zk, zw):
-    """(accepted, value) of the ziggurat's fast path on the hash h: bits 0-31 the signed value, 32-38 the layer."""
-    j = np.int64(np.int32(np.uint32(h & np.uint64(0xFFFFFFFF))))
-    layer = np.int64((h >> np.uint64(32)) & np.uint64(ZIG_LAYERS - 1))
+    """(accepted, value) of the ziggurat's fast path on the hash h."""
+    j, layer = _value_and_layer(h)
     return abs(j) < zk[layer], np.float64(j) * zw[layer]
 
 
@@ -132,8 +141,7 @@ def normal_slow(h, zk, zw, zf):
     from the same stream.
     """
     state = h ^ _REJECT_SALT
-    j = np.int64(np.int32(np.uint32(h & np.uint64(0xFFFFFFFF))))
-    layer = np.int64((h >> np.uint64(32)) & np.uint64(ZIG_LAYERS - 1))
+    j, layer = _value_and_layer(h)
     while True:
         x = np.float64(j) * zw[layer]
         if layer == 0:  # the tail beyond R (Marsaglia 1964)
@@ -150,9 +158,7 @@ def normal_slow(h, zk, zw, zf):
         if zf[layer] + u * (zf[layer - 1] - zf[layer]) < np.exp(-0.5 * x * x):
             return x
         state += GOLDEN
-        r = mix64(state)
-        j = np.int64(np.int32(np.uint32(r & np.uint64(0xFFFFFFFF))))
-        layer = np.int64((r >> np.uint64(32)) & np.uint64(ZIG_LAYERS - 1))
+        j, layer = _value_and_layer(mix64(state))
         if abs(j) < zk[layer]:
             return np.float64(j) * zw[layer]
 
@@ -179,7 +185,7 @@ def poisson(lam, u1, u2, cdf, guide):
     p = np.exp(-f)
     c = p
     b = 0
-    while u2 > c and b < 1000:
+    while u2 > c and b < POIS_MAX_STEPS:
         b += 1
         p *= f * _INV_K[b]
         c += p
