@@ -579,6 +579,12 @@ def _accumulate(lin0, lin1, f01, f10, v0, v1, taus, out) -> None:
     _accumulate_interval(lin0, lin1, iv, taus, out)
 
 
+@numba.njit(inline="always")
+def _bilinear(c, a, b, step, k00, k01, k10, k11):
+    """Bilinear sum over a 2x2 cell of the flat array c: top row c[a], c[a + step], bottom row c[b], c[b + step]."""
+    return (c[a] * k00 + c[a + step] * k01) + (c[b] * k10 + c[b + step] * k11)
+
+
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
 def _accumulate_rows(lin0, lin1, p01, p10, v0, v1, m0, m1, taus, out, keep_last, last):
     # out += sum over taus of interpolate.latent_frame(lin0, lin1, f01, f10, tau), row by row (H, W >= 2): for
@@ -600,6 +606,7 @@ def _accumulate_rows(lin0, lin1, p01, p10, v0, v1, m0, m1, taus, out, keep_last,
     wm2, hm2 = np.float32(w - 2), np.float32(h - 2)
     uw = np.uintp(w)
     u1 = np.uintp(1)
+    u2 = np.uintp(2)
     u3 = np.uintp(3)
     for y in numba.prange(h):
         o0 = np.empty(w, np.int32)
@@ -652,44 +659,23 @@ def _accumulate_rows(lin0, lin1, p01, p10, v0, v1, m0, m1, taus, out, keep_last,
                     w0 = s  # both cells fully visible: the weights need no gather and no normalization
                     w1 = t
                 else:
-                    w0 = s * ((q0[e0] * k00 + q0[e0 + u1] * k01) + (q0[e0 + uw] * k10 + q0[e0 + uw + u1] * k11))
-                    w1 = t * ((q1[e1] * l00 + q1[e1 + u1] * l01) + (q1[e1 + uw] * l10 + q1[e1 + uw + u1] * l11))
+                    w0 = s * _bilinear(q0, e0, e0 + uw, u1, k00, k01, k10, k11)
+                    w1 = t * _bilinear(q1, e1, e1 + uw, u1, l00, l01, l10, l11)
                     if w0 + w1 < _MIN_WEIGHT:
                         w0 = s
                         w1 = t
                     norm = one / (w0 + w1)
                     w0 *= norm
                     w1 *= norm
-                a00 = e0 * u3
-                a01 = a00 + u3
-                a10 = (e0 + uw) * u3
-                a11 = a10 + u3
-                d00 = e1 * u3
-                d01 = d00 + u3
-                d10 = (e1 + uw) * u3
-                d11 = d10 + u3
-                tr[x] += (w0 * ((c0[a00] * k00 + c0[a01] * k01) + (c0[a10] * k10 + c0[a11] * k11))
-                         + w1 * ((c1[d00] * l00 + c1[d01] * l01) + (c1[d10] * l10 + c1[d11] * l11)))
-                a00 += u1
-                a01 += u1
-                a10 += u1
-                a11 += u1
-                d00 += u1
-                d01 += u1
-                d10 += u1
-                d11 += u1
-                tg[x] += (w0 * ((c0[a00] * k00 + c0[a01] * k01) + (c0[a10] * k10 + c0[a11] * k11))
-                         + w1 * ((c1[d00] * l00 + c1[d01] * l01) + (c1[d10] * l10 + c1[d11] * l11)))
-                a00 += u1
-                a01 += u1
-                a10 += u1
-                a11 += u1
-                d00 += u1
-                d01 += u1
-                d10 += u1
-                d11 += u1
-                tb[x] += (w0 * ((c0[a00] * k00 + c0[a01] * k01) + (c0[a10] * k10 + c0[a11] * k11))
-                         + w1 * ((c1[d00] * l00 + c1[d01] * l01) + (c1[d10] * l10 + c1[d11] * l11)))
+                # pixel-interleaved RGB: channel c of the cell's top and bottom row at a + c, b + c
+                a0, b0 = e0 * u3, (e0 + uw) * u3
+                a1, b1 = e1 * u3, (e1 + uw) * u3
+                tr[x] += (w0 * _bilinear(c0, a0, b0, u3, k00, k01, k10, k11)
+                          + w1 * _bilinear(c1, a1, b1, u3, l00, l01, l10, l11))
+                tg[x] += (w0 * _bilinear(c0, a0 + u1, b0 + u1, u3, k00, k01, k10, k11)
+                          + w1 * _bilinear(c1, a1 + u1, b1 + u1, u3, l00, l01, l10, l11))
+                tb[x] += (w0 * _bilinear(c0, a0 + u2, b0 + u2, u3, k00, k01, k10, k11)
+                          + w1 * _bilinear(c1, a1 + u2, b1 + u2, u3, l00, l01, l10, l11))
         if keep_last:
             for x in range(w):
                 last[y, x, 0] = rl[x]
