@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CSRC = Path(__file__).resolve().parent.parent / "csrc"
+CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("bindings.cpp", "render.cu", "events.cu")
 
 _EXT = None
@@ -172,8 +172,8 @@ def _build_jit():
         raise RuntimeError("no CUDA toolkit (nvcc) found; set CUDA_HOME")
     missing = [s for s in SOURCES if not (CSRC / s).exists()]
     if missing:
-        raise RuntimeError(f"sources {missing} not found under {CSRC}; install from a source checkout with "
-                           "BLURSYNTH_CUDA=1")
+        raise RuntimeError(f"sources {missing} not found under {CSRC} (they ship as package data): reinstall "
+                           "blursynth")
     build = cache_dir()
     build.mkdir(parents=True, exist_ok=True)
     log.info("compiling the blursynth CUDA extension into %s (once)", build)

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+PIPELINES_DIR = Path(__file__).resolve().parent / "pipelines"
 
 
 class RecipeError(ValueError):

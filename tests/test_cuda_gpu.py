@@ -2,7 +2,7 @@
 occlusion and saturation; random event inputs with identical streams; the camera's 8-bit output; and end to end,
 `generate`, `events` and the Ray GPU workers with --device cuda against --device cpu.
 
-Tolerances (csrc/README.md): blur within 2e-5 of the largest radiance (fused multiply-adds on the device, early
+Tolerances (blursynth/csrc/README.md): blur within 2e-5 of the largest radiance (fused multiply-adds on the device, early
 exit); sharp and latent images equal, blur map within 1e-6 px; events identical in count and order; camera codes
 equal except where a value lies within float rounding of a code threshold (at most 1e-4 of the values, off by one).
 """

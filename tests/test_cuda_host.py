@@ -1,8 +1,8 @@
-"""The per-pixel code the CUDA kernels run (csrc/blursynth_math.h), compiled for the host (csrc/host.cpp) and
+"""The per-pixel code the CUDA kernels run (blursynth/csrc/blursynth_math.h), compiled for the host (host.cpp) and
 compared with the numba kernels it replaces: renderer, sharp image and blur map, ESIM events, camera noise and
 encode. Also compiles the .cu files with nvcc (no GPU needed) when nvcc exists.
 
-Tolerances (csrc/README.md): the renderer agrees with numba to 1e-5 of the largest radiance (numba keeps adding
+Tolerances (blursynth/csrc/README.md): the renderer agrees with numba to 1e-5 of the largest radiance (numba keeps adding
 the back layer under a transmittance below 1e-6 where the shared code stops, and accumulates the samples in
 float32 where the shared code uses float64); the sharp image, events and camera are equal, the blur map equal to
 1e-6 px.
@@ -32,7 +32,7 @@ from blursynth.render.exact import _integrate, _per_sample, integrate_exact, sha
 from blursynth.render.pack import pack_layers
 from blursynth.scene import Layer, Scene
 
-CSRC = Path(__file__).resolve().parent.parent / "csrc"
+CSRC = bcuda.CSRC  # blursynth/csrc, where the JIT build reads them
 CXX = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 # of the largest radiance: early exit below a transmittance of 1e-6 (numba keeps adding the back layer there)
 # plus float32 rounding of numba's running sums (float32 accumulators) over at most ~40 samples in these scenes:
@@ -43,9 +43,9 @@ NVCC = shutil.which("nvcc") or next((p for p in ("/usr/local/cuda/bin/nvcc",) if
 
 @pytest.fixture(scope="module")
 def host():
-    """csrc/host.cpp built as a shared library (cached by source hash), loaded with ctypes."""
+    """blursynth/csrc/host.cpp built as a shared library (cached by source hash), loaded with ctypes."""
     if CXX is None:
-        pytest.skip("no C++ compiler (g++, c++ or clang++) to build csrc/host.cpp")
+        pytest.skip("no C++ compiler (g++, c++ or clang++) to build blursynth/csrc/host.cpp")
     sources = [CSRC / "host.cpp", CSRC / "blursynth_math.h"]
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + CXX.encode()).hexdigest()[:16]
     cache = Path(os.environ.get("BLURSYNTH_TEST_CACHE", Path(tempfile.gettempdir()) / "blursynth-test-cache"))
@@ -56,7 +56,7 @@ def host():
         # -ffp-contract=off: no fused multiply-add, as numba (no fastmath) computes
         res = subprocess.run([CXX, "-O2", "-std=c++17", "-ffp-contract=off", "-fPIC", "-shared", "-Wall", "-Werror",
                               str(CSRC / "host.cpp"), "-o", str(tmp)], capture_output=True, text=True)
-        assert res.returncode == 0, f"csrc/host.cpp does not compile:\n{res.stderr}"
+        assert res.returncode == 0, f"blursynth/csrc/host.cpp does not compile:\n{res.stderr}"
         os.replace(tmp, lib)
     return ctypes.CDLL(str(lib))
 
