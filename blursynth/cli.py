@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .recipe import RecipeError, load_recipe
+from .store.errors import StoreError
 
 _COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
 
@@ -54,7 +55,27 @@ class _Count(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-@click.group()
+class StoreFailure(click.ClickException):
+    """A StoreError ended a command: its message, and its exit code (store/errors.py: 3 locked, 4 disk full,
+    5 corrupt record)."""
+
+    def __init__(self, error: StoreError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+class _Group(click.Group):
+    """The command group: a StoreError from any command ends it with one clear message and its exit code, never
+    a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:
+            raise StoreFailure(exc) from exc
+
+
+@click.group(cls=_Group)
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """blursynth: realistic sharp/blurred training pairs for motion deblurring."""
@@ -65,7 +86,7 @@ def main(verbose: int) -> None:
 @main.command()
 @click.option("--num", "num", type=_Count(), required=True, help="Samples to make: 1000, 1k, 100k, 1M.")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output directory.")
-@click.option("--recipe", default="default", show_default=True, help="Recipe name (pipelines/) or YAML path.")
+@click.option("--recipe", default="default", show_default=True, help="Recipe name (blursynth/pipelines/) or YAML path.")
 @click.option("--source", default="builtin", show_default=True,
               help="builtin, folder:DIR (graph-segmented), coco:ROOT (instances JSON + images) or ade20k:ROOT.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Global seed.")

@@ -2,11 +2,13 @@
 
 ``ShardDataset(DIR)[i]`` decodes one sample of the shards listed in ``DIR/manifest.json``; use
 ``collate`` as the DataLoader's ``collate_fn`` so that per-sample ``meta`` dicts, whose lists differ in
-length between samples, stay a list of dicts instead of failing torch's default collation.
+length between samples, stay a list of dicts instead of failing torch's default collation, and so that
+samples dropped as corrupt (``on_corrupt="skip"``) leave the batch and are counted in it.
 """
 from __future__ import annotations
 
 import bisect
+import logging
 import operator
 import os
 from pathlib import Path
@@ -18,9 +20,13 @@ from torch.utils.data import Dataset, default_collate
 
 from .seeding import stage_rng
 from .store.codec import IMAGE_CODECS, decode_array, decode_image, decode_meta
+from .store.errors import CorruptRecordError
 from .store.manifest import Manifest
 from .store.shard import ShardReader, is_complete
 
+log = logging.getLogger(__name__)
+
+ON_CORRUPT = ("error", "skip")
 IMAGE_FIELDS = frozenset({"blur", "sharp"})
 META_FIELD = "meta"
 EVENTS_FIELD = "events"
@@ -47,8 +53,13 @@ class ShardDataset(Dataset):
         seed: seed of the crop / augmentation randomness, drawn with ``seeding.stage_rng`` from
             ``(seed, i, epoch)``, so item ``i`` gets the same window for the same seed and epoch in any worker.
         event_bins: time bins per polarity of the ``events`` voxel grid.
+        on_corrupt: what a record that fails its digest check (or a truncated shard) does, see
+            ``ShardReader.get``: "error" raises ``CorruptRecordError`` naming the shard and the sample; "skip"
+            drops the sample: ``ds[i]`` is None (``collate`` leaves it out of the batch and counts it), the
+            drop is logged and counted in ``skipped`` (this process's count: DataLoader workers count in
+            their own copies, and the batches carry theirs as ``batch["skipped"]``).
 
-    A sample ``ds[i]`` is a dict:
+    A sample ``ds[i]`` is a dict (or None: a corrupt sample dropped with ``on_corrupt="skip"``):
         ``blur``, ``sharp``: float32 tensors (3, h, w) in [0, 1], RGB (gray images give (1, h, w)).
         ``events``: float32 (2 * event_bins, h, w) voxel grid (``blursynth.events.voxel_grid``) over the
             exposure, cropped and flipped with the images.
@@ -73,6 +84,7 @@ class ShardDataset(Dataset):
         fields: tuple[str, ...] = ("blur", "sharp"),
         seed: int = 0,
         event_bins: int = 5,
+        on_corrupt: str = "error",
     ):
         self.root = Path(root)
         self.manifest = Manifest.load(self.root)
@@ -89,6 +101,10 @@ class ShardDataset(Dataset):
         if event_bins < 1:
             raise ValueError(f"event_bins must be >= 1, got {event_bins}")
         self.event_bins = int(event_bins)
+        if on_corrupt not in ON_CORRUPT:
+            raise ValueError(f"on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}")
+        self.on_corrupt = on_corrupt
+        self.skipped = 0
         self.epoch = 0
         for info in self.manifest.shards:
             if not is_complete(self.root / info.name):
@@ -114,8 +130,18 @@ class ShardDataset(Dataset):
         shard = bisect.bisect_right(self._starts, i) - 1
         return shard, self._indices[shard][i - self._starts[shard]]
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, i: int) -> dict[str, Any] | None:
         i = self._position(i)
+        try:
+            return self._sample(i)
+        except CorruptRecordError as exc:
+            if self.on_corrupt == "error":
+                raise
+            self.skipped += 1
+            log.warning("dropping item %d: %s", i, exc)
+            return None
+
+    def _sample(self, i: int) -> dict[str, Any]:
         shard, index = self.locate(i)
         reader = self._readers[shard]
         meta = decode_meta(reader.get(index, META_FIELD))
@@ -349,11 +375,20 @@ def _frame_size(arrays: dict[str, np.ndarray], meta: dict, image_size) -> tuple[
     return int(h), int(w)
 
 
-def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+def collate(batch: list[dict[str, Any] | None]) -> dict[str, Any]:
     """DataLoader ``collate_fn`` for ``ShardDataset``: tensors stacked, ``meta`` kept as a list of dicts,
-    ``index`` as a LongTensor (B,), fields of varying shape (e.g. event arrays) as lists."""
+    ``index`` as a LongTensor (B,), fields of varying shape (e.g. event arrays) as lists.
+
+    None items (samples dropped as corrupt, ``on_corrupt="skip"``) are left out: the batch is that much
+    smaller and ``batch["skipped"]`` says how many (the key is there only when some were); a batch of
+    dropped samples only is ``{"meta": [], "skipped": B}``.
+    """
+    dropped = sum(s is None for s in batch)
+    batch = [s for s in batch if s is not None]
     out: dict[str, Any] = {"meta": [s["meta"] for s in batch]}
-    for key in batch[0]:
+    if dropped:
+        out["skipped"] = dropped
+    for key in batch[0] if batch else ():
         if key == "meta":
             continue
         values = [s[key] for s in batch]

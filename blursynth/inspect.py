@@ -4,7 +4,8 @@
   blur magnitude over every written sample (from each sample's ``meta["blur_px"]``); ``format_summary``
   turns it into lines for a terminal.
 - ``verify(run_dir)``: every shard the manifest lists exists, is complete, and still has the checksum,
-  indices and count the manifest recorded; shard directories the manifest does not list are warnings.
+  indices and count the manifest recorded, and every record its digest (naming the samples that fail);
+  shard directories the manifest does not list are warnings.
   Reads only: shards are opened read-only without a lock file, nothing is written or removed.
 - ``preview(run_dir, png_path)``: a contact sheet, one row ``sharp | blurred | blur map`` per sample.
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from .seeding import stage_rng
 from .store.codec import decode_array, decode_image, decode_meta
+from .store.errors import CorruptRecordError
 from .store.manifest import MANIFEST_NAME, Manifest
 from .store.shard import ShardInfo, ShardReader, is_complete
 
@@ -96,7 +98,7 @@ def summarize(run_dir: str | os.PathLike, progress: Callable[[int], None] | None
     for info in manifest.shards:
         try:
             shard_fields, metas = _read_metas(run_dir / info.name, info.indices)
-        except (OSError, KeyError, ValueError, lmdb.Error) as exc:
+        except (OSError, KeyError, ValueError, lmdb.Error, CorruptRecordError) as exc:
             unreadable.append({"name": info.name, "error": _one_line(exc)})
             shard_fields, metas = [], []
         stored_fields.update(shard_fields)
@@ -249,8 +251,9 @@ def verify(run_dir: str | os.PathLike, progress: Callable[[int], None] | None = 
     """Check every shard of the manifest against what the manifest recorded about it.
 
     Per listed shard: the directory exists and is complete (``is_complete``), the checksum recomputed from
-    the stored records (``ShardReader.checksum``) equals the manifest's, and the stored sample indices and
-    their count equal the manifest's. Across the run: no sample index in two shards or both written and
+    the stored records equals the manifest's and every record matches the digest stored with it (one pass,
+    ``ShardReader.scan``; the failing samples are named), and the stored sample indices and their count equal
+    the manifest's. Across the run: no sample index in two shards or both written and
     skipped. Shard directories on disk that the manifest does not list (complete ones, ``.tmp`` leftovers
     of an interrupted write, ``.old`` leftovers of an interrupted replacement) are warnings, and so is a
     run with samples not yet made. Nothing is modified.
@@ -312,11 +315,16 @@ def _verify_shard(run_dir: Path, info: ShardInfo) -> list[Finding]:
             found.append(Finding(info.name, f"sample indices differ from manifest.json's from position {first} "
                                             f"(stored {indices[first:first + 3]}, "
                                             f"manifest {info.indices[first:first + 3]})"))
-        checksum = reader.checksum()
+        checksum, bad = reader.scan()
+        named = ", ".join(f"sample {i} {f}" for i, f in bad[:5]) + (", ..." if len(bad) > 5 else "")
         if checksum != info.checksum:
+            note = f" ({len(bad)} record(s) fail their digest: {named})" if bad else ""
             found.append(Finding(info.name, f"checksum {checksum[:12]}... != manifest.json's "
-                                            f"{info.checksum[:12]}...: stored data changed or is corrupt"))
-    except (OSError, ValueError, lmdb.Error) as exc:
+                                            f"{info.checksum[:12]}...: stored data changed or is corrupt{note}"))
+        elif bad:  # the records are as written, so it is the index holding their digests that changed
+            found.append(Finding(info.name, f"the shard index is corrupt: {len(bad)} record(s) fail the digest "
+                                            f"it stores: {named}"))
+    except (OSError, ValueError, lmdb.Error, CorruptRecordError) as exc:
         found.append(Finding(info.name, f"cannot be read: {_one_line(exc)}"))
     finally:
         reader.close()

@@ -14,12 +14,15 @@
   uid/gid 0, mode 0644) so the same run exports to the same bytes.
 
 The export is written to ``OUT.tmp`` and renamed to ``OUT`` when complete; an existing ``OUT`` is never
-touched (an error names it).
+touched (an error names it). A full disk removes ``OUT.tmp`` and raises ``DiskFullError``. Every record read
+from the run is checked against its digest (``ShardReader.get``): a corrupt one stops the export with
+``CorruptRecordError``, or, with ``on_corrupt="skip"``, leaves that sample out and counts it.
 """
 from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import tarfile
@@ -27,20 +30,31 @@ from pathlib import Path
 from typing import Callable
 
 import cv2
-import lmdb
 import numpy as np
 
+from .batch import INITIAL_MAP_BYTES, BatchWriter, disk_full_raised
 from .codec import decode_array, decode_image, decode_meta
+from .errors import CorruptRecordError
+from .lock import locks_new_output
 from .manifest import Manifest
 from .shard import ShardReader, is_complete
 
+log = logging.getLogger(__name__)
+
 FORMATS = ("basicsr", "gopro", "webdataset")
+ON_CORRUPT = ("error", "skip")
 BASICSR_COMPRESS_LEVEL = 1
+# Records (images) per LMDB write transaction, and its bytes: a transaction holds its pages in memory.
 _BASICSR_BATCH = 5000
+_BASICSR_BATCH_BYTES = 256 << 20
+_BASICSR_MAP_BYTES = INITIAL_MAP_BYTES  # where the maps start; they grow as needed
+_ADVICE = "free space, then run the same export again (OUT.tmp was removed)"
 
 
+@locks_new_output("out")  # one writer of `out` at a time (lock.py)
 def export(run_dir: str | os.PathLike, out: str | os.PathLike, fmt: str, split: str = "train",
-           samples_per_tar: int = 1000, prefix: str = "shard", progress: Callable[[int], None] | None = None) -> dict:
+           samples_per_tar: int = 1000, prefix: str = "shard", progress: Callable[[int], None] | None = None,
+           on_corrupt: str = "error") -> dict:
     """Export every sample of ``run_dir`` (in dataset order) to ``out`` in format ``fmt``.
 
     Args:
@@ -49,12 +63,20 @@ def export(run_dir: str | os.PathLike, out: str | os.PathLike, fmt: str, split: 
         fmt: one of ``FORMATS``.
         split: ``gopro`` only: the split folder (train / test).
         samples_per_tar, prefix: ``webdataset`` only.
-        progress: optional callable(n) after each sample.
+        progress: optional callable(n) after each sample (exported or skipped).
+        on_corrupt: "error": a corrupt record raises ``CorruptRecordError``; "skip": the sample is left out
+            (a shard that cannot be read at all: all of its samples) and counted.
     Returns:
-        a summary dict: format, out, samples, and the files / shards written.
+        a summary dict: format, out, samples (exported), skipped_corrupt (sample indices left out), and the
+        files / shards written.
+    Raises:
+        CorruptRecordError: a stored record is corrupt (``on_corrupt="error"``).
+        DiskFullError: the disk filled up; nothing is left under ``out`` or ``out.tmp``.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r} (use {', '.join(FORMATS)})")
+    if on_corrupt not in ON_CORRUPT:
+        raise ValueError(f"on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}")
     if samples_per_tar < 1:
         raise ValueError(f"samples_per_tar must be >= 1, got {samples_per_tar}")
     run_dir, out = Path(run_dir), Path(out)
@@ -68,26 +90,50 @@ def export(run_dir: str | os.PathLike, out: str | os.PathLike, fmt: str, split: 
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    skipped: list[int] = []
+    written = 0
+    w = None
     try:
-        writer = {"basicsr": _BasicsrWriter, "gopro": _GoproWriter, "webdataset": _WebdatasetWriter}[fmt]
-        w = writer(tmp, split=split, samples_per_tar=samples_per_tar, prefix=prefix)
-        for info in manifest.shards:
-            reader = ShardReader(run_dir / info.name)
-            fields = set(reader.fields())
-            for index in info.indices:
-                blur = decode_image(reader.get(index, "blur"), manifest.codec)
-                sharp = decode_image(reader.get(index, "sharp"), manifest.codec)
-                meta = decode_meta(reader.get(index, "meta"))
-                extra = {"blur_map": decode_array(reader.get(index, "blur_map"))} if "blur_map" in fields else {}
-                w.put(info.name.removesuffix(".lmdb"), index, blur, sharp, meta, extra)
-                if progress is not None:
-                    progress(1)
-        summary = w.close()
+        with disk_full_raised(out.parent, _ADVICE):
+            writer = {"basicsr": _BasicsrWriter, "gopro": _GoproWriter, "webdataset": _WebdatasetWriter}[fmt]
+            w = writer(tmp, split=split, samples_per_tar=samples_per_tar, prefix=prefix)
+            for info in manifest.shards:
+                reader = ShardReader(run_dir / info.name)
+                for index in info.indices:
+                    try:
+                        sample = _read_sample(reader, index, manifest.codec)
+                    except CorruptRecordError as exc:
+                        if on_corrupt == "error":
+                            raise
+                        log.warning("leaving out sample %d: %s", index, exc)
+                        skipped.append(index)
+                    else:
+                        w.put(info.name.removesuffix(".lmdb"), index, *sample)
+                        written += 1
+                    if progress is not None:
+                        progress(1)
+                reader.close()
+            summary = w.close()
+            w = None
+            os.replace(tmp, out)
     except BaseException:
+        if w is not None:
+            try:
+                w.abort()
+            except Exception:  # the directory goes anyway; the first error is the one to report
+                log.debug("aborting the %s writer failed too", fmt, exc_info=True)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    os.replace(tmp, out)
-    return {"format": fmt, "out": str(out), "samples": manifest.num_written, **summary}
+    return {"format": fmt, "out": str(out), "samples": written, "skipped_corrupt": skipped, **summary}
+
+
+def _read_sample(reader: ShardReader, index: int, codec: str) -> tuple:
+    """(blur, sharp, meta, extra) of one sample, every record checked against its digest."""
+    blur = decode_image(reader.get(index, "blur"), codec)
+    sharp = decode_image(reader.get(index, "sharp"), codec)
+    meta = decode_meta(reader.get(index, "meta"))
+    extra = {"blur_map": decode_array(reader.get(index, "blur_map"))} if "blur_map" in reader.fields() else {}
+    return blur, sharp, meta, extra
 
 
 def basicsr_key(index: int) -> str:
@@ -111,34 +157,40 @@ def _shape(img: np.ndarray) -> tuple[int, int, int]:
 
 
 class _BasicsrWriter:
+    """Two LMDB environments (with lock files, as BasicSR's lmdb_util writes them) whose maps grow as needed."""
+
     def __init__(self, out: Path, **_):
         self.paths = {"blur": out / "blur.lmdb", "sharp": out / "sharp.lmdb"}
-        self.envs, self.txns, self.meta = {}, {}, {}
+        self.envs, self.meta = {}, {}
         for name, path in self.paths.items():
-            self.envs[name] = lmdb.open(str(path), map_size=1 << 40, subdir=True, meminit=False)
-            self.txns[name] = self.envs[name].begin(write=True)
+            self.envs[name] = BatchWriter(path, out.parent, map_size=_BASICSR_MAP_BYTES, advice=_ADVICE)
             self.meta[name] = open(path / "meta_info.txt", "w")
         self.count = 0
 
     def put(self, seq, index, blur, sharp, meta, extra):
         key = basicsr_key(index)
         for name, img in (("blur", blur), ("sharp", sharp)):
-            self.txns[name].put(key.encode("ascii"), _png_bgr(img))
+            self.envs[name].put(key.encode("ascii"), _png_bgr(img))
             h, w, c = _shape(img)
             self.meta[name].write(f"{key}.png ({h},{w},{c}) {BASICSR_COMPRESS_LEVEL}\n")
         self.count += 1
-        if self.count % _BASICSR_BATCH == 0:
-            for name in self.txns:
-                self.txns[name].commit()
-                self.txns[name] = self.envs[name].begin(write=True)
+        full = any(env.pending_bytes >= _BASICSR_BATCH_BYTES for env in self.envs.values())
+        if full or self.count % _BASICSR_BATCH == 0:
+            for env in self.envs.values():
+                env.commit()
 
     def close(self) -> dict:
         for name in self.paths:
-            self.txns[name].commit()
-            self.envs[name].sync(True)
+            self.envs[name].commit()
+            self.envs[name].sync()
             self.envs[name].close()
             self.meta[name].close()
         return {"lq": "blur.lmdb", "gt": "sharp.lmdb"}
+
+    def abort(self) -> None:
+        for name in self.envs:
+            self.envs[name].abort()
+            self.meta[name].close()
 
 
 class _GoproWriter:
@@ -159,6 +211,9 @@ class _GoproWriter:
 
     def close(self) -> dict:
         return {"sequences": sorted(self.seqs)}
+
+    def abort(self) -> None:
+        pass
 
 
 class _WebdatasetWriter:
@@ -200,3 +255,8 @@ class _WebdatasetWriter:
         if self.tar is not None:
             self.tar.close()
         return {"shards": self.tars}
+
+    def abort(self) -> None:
+        if self.tar is not None:
+            self.tar.fileobj.close()  # not tar.close(), which would write the end-of-archive blocks
+            self.tar = None

@@ -16,7 +16,9 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from .batch import disk_full_raised
 from .codec import decode_meta, encode_meta
+from .errors import DiskFullError
 from .shard import ShardInfo, _fsync_dir
 
 log = logging.getLogger(__name__)
@@ -124,15 +126,25 @@ class Manifest:
         return decode_meta(encode_meta(d))
 
     def save(self, out_dir: str | os.PathLike) -> Path:
-        """Write ``out_dir/manifest.json`` atomically; returns its path."""
+        """Write ``out_dir/manifest.json`` atomically; returns its path.
+
+        Raises:
+            DiskFullError: the disk is full; the previous manifest, if any, is left as it was.
+        """
         out_dir = Path(out_dir)
         path = out_dir / MANIFEST_NAME
         tmp = out_dir / (MANIFEST_NAME + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(_dumps(self.to_dict()))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        text = _dumps(self.to_dict())
+        try:
+            with disk_full_raised(out_dir):
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+        except DiskFullError:
+            tmp.unlink(missing_ok=True)  # what it holds is cut short
+            raise
         _fsync_dir(out_dir)
         return path
 

@@ -37,9 +37,11 @@ import click
 @click.option("--amp", "amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto",
               show_default=True, help="Mixed precision: auto = bf16 (or fp16 with loss scaling) on CUDA, off on CPU.")
 @click.option("--no-amp", is_flag=True, help="Same as --amp off.")
+@click.option("--skip-corrupt", is_flag=True,
+              help="Drop samples whose stored records are corrupt (counted in the summary) instead of stopping.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(data, recipe, source, size, val, out, iters, resume, init, preset, width, batch_size, crop, loss, lr, weight_decay,
-          grad_clip, workers, seed, val_every, ckpt_every, val_max, device, amp, no_amp, no_progress):
+          grad_clip, workers, seed, val_every, ckpt_every, val_max, device, amp, no_amp, skip_corrupt, no_progress):
     """Train a restoration model on blursynth pairs; continues RUN/last.pt when present."""
     from ..cli import parse_size
     from .loop import TrainConfig
@@ -53,7 +55,7 @@ def train(data, recipe, source, size, val, out, iters, resume, init, preset, wid
                           weight_decay=weight_decay, grad_clip=grad_clip, workers=workers, seed=seed,
                           val_every=val_every, ckpt_every=ckpt_every, val_max=val_max,
                           amp="off" if no_amp else amp,
-                          device=device)
+                          device=device, on_corrupt="skip" if skip_corrupt else "error")
         train_set = None
         if recipe is not None:
             from ..data import OnTheFly
@@ -71,6 +73,13 @@ def train(data, recipe, source, size, val, out, iters, resume, init, preset, wid
         click.echo(f"validation: PSNR {v['psnr']:.2f} dB (input {v['psnr_input']:.2f}), "
                    f"SSIM {v['ssim']:.4f} (input {v['ssim_input']:.4f}); log {result.out / 'val.csv'}, "
                    f"plot {result.out / 'val.png'}")
+    if result.skipped_corrupt:
+        empty = f", {result.empty_batches} step(s) had none left" if result.empty_batches else ""
+        click.echo(f"dropped {result.skipped_corrupt} corrupt training sample(s) from their batches{empty}; "
+                   f"run blursynth inspect {data} --verify")
+    if result.skipped_corrupt_val:
+        click.echo(f"dropped {result.skipped_corrupt_val} corrupt validation read(s); "
+                   f"run blursynth inspect {val} --verify")
 
 
 @click.command("evaluate")
@@ -87,8 +96,10 @@ def train(data, recipe, source, size, val, out, iters, resume, init, preset, wid
               help="Per-image metrics CSV (default: SAVE/metrics.csv with --save).")
 @click.option("--rows", type=click.IntRange(min=0), default=20, show_default=True, help="Table rows to print.")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--skip-corrupt", is_flag=True,
+              help="--data: leave out samples whose stored records are corrupt (counted) instead of stopping.")
 @click.option("--no-progress", is_flag=True)
-def evaluate(checkpoint, data, blur_dir, sharp_dir, align, save_dir, csv_path, rows, device, no_progress):
+def evaluate(checkpoint, data, blur_dir, sharp_dir, align, save_dir, csv_path, rows, device, skip_corrupt, no_progress):
     """PSNR / SSIM of restored images and of the blurred input, per image and mean."""
     from pathlib import Path
 
@@ -110,7 +121,7 @@ def evaluate(checkpoint, data, blur_dir, sharp_dir, align, save_dir, csv_path, r
             from ..store.manifest import Manifest
 
             total = Manifest.load(data).num_written
-            pairs = shard_pairs(data)
+            pairs = shard_pairs(data, on_corrupt="skip" if skip_corrupt else "error")
         else:
             matches = folder_pairs(blur_dir, sharp_dir)
             total = len(matches)
@@ -129,3 +140,6 @@ def evaluate(checkpoint, data, blur_dir, sharp_dir, align, save_dir, csv_path, r
         m = mean_row(results)
         click.echo(f"mean gain over the blurred input: {m['gain_psnr']:+.2f} dB PSNR, {m['gain_ssim']:+.4f} SSIM"
                    f" ({len(results)} images)")
+    skipped = getattr(pairs, "skipped", 0)
+    if skipped:
+        click.echo(f"left out {skipped} corrupt sample(s); run blursynth inspect {data} --verify")

@@ -37,15 +37,37 @@ class Pair:
     sharp: np.ndarray
 
 
-def shard_pairs(root: str | os.PathLike) -> Iterator[Pair]:
-    """Full-frame pairs of a blursynth output directory, in dataset order; ``name`` is the sample index."""
-    from ..data import ShardDataset
-    from .loop import to_uint8
+def shard_pairs(root: str | os.PathLike, on_corrupt: str = "error") -> "ShardPairs":
+    """Full-frame pairs of a blursynth output directory, in dataset order; ``name`` is the sample index.
 
-    ds = ShardDataset(root)
-    for i in range(len(ds)):
-        s = ds[i]
-        yield Pair(str(s["index"]), to_uint8(s["blur"]), to_uint8(s["sharp"]))
+    ``on_corrupt`` as ``ShardDataset``'s: "skip" leaves out samples whose records are corrupt, and the
+    returned iterable's ``skipped`` counts them."""
+    return ShardPairs(root, on_corrupt)
+
+
+class ShardPairs:
+    """Iterable of the ``Pair`` of each sample of a run (``shard_pairs``); ``len`` is the samples listed,
+    ``skipped`` the corrupt ones left out so far."""
+
+    def __init__(self, root: str | os.PathLike, on_corrupt: str = "error"):
+        from ..data import ShardDataset
+
+        self.dataset = ShardDataset(root, on_corrupt=on_corrupt)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def skipped(self) -> int:
+        return self.dataset.skipped
+
+    def __iter__(self) -> Iterator[Pair]:
+        from .loop import to_uint8
+
+        for i in range(len(self.dataset)):
+            s = self.dataset[i]
+            if s is not None:
+                yield Pair(str(s["index"]), to_uint8(s["blur"]), to_uint8(s["sharp"]))
 
 
 def folder_pairs(blur_dir: str | os.PathLike, sharp_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:

@@ -78,6 +78,8 @@ class TrainConfig:
             scaling; CPU: off), "off", "bf16", or "fp16" (float16 autocast with a dynamic loss scale, on either
             device). True / False (older configs) read as "auto" / "off".
         device: "auto" (CUDA when available), "cpu" or "cuda[:N]".
+        on_corrupt: what a stored record that fails its digest check does (``ShardDataset``): "error" stops
+            the run with ``CorruptRecordError``; "skip" drops the sample from its batch and counts it.
     """
 
     data: str = ""
@@ -102,6 +104,7 @@ class TrainConfig:
     val_max: int = 32
     amp: str = "auto"
     device: str = "auto"
+    on_corrupt: str = "error"
 
     def __post_init__(self):
         if self.iters < 1:
@@ -122,6 +125,8 @@ class TrainConfig:
             self.amp = "auto" if self.amp else "off"
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if self.on_corrupt not in ("error", "skip"):
+            raise ValueError(f"on_corrupt must be error or skip, got {self.on_corrupt!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -131,6 +136,10 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
+    """What ``train`` did. ``skipped_corrupt``: training samples dropped from their batches as corrupt
+    (``on_corrupt="skip"``), counted each time one was drawn; ``skipped_corrupt_val``: validation reads
+    dropped likewise; ``empty_batches``: steps whose every sample was dropped (no update, the step counts)."""
+
     out: Path
     step: int
     resumed_from: int
@@ -138,6 +147,9 @@ class TrainResult:
     last_loss: float
     val: list[dict] = field(default_factory=list)
     parameters: int = 0
+    skipped_corrupt: int = 0
+    skipped_corrupt_val: int = 0
+    empty_batches: int = 0
 
 
 def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -197,9 +209,9 @@ def train(cfg: TrainConfig, train_set: Dataset | None = None, val_set: Dataset |
     if train_set is None:
         if not cfg.data:
             raise ValueError("no training data: give --data DIR")
-        train_set = ShardDataset(cfg.data, crop=cfg.crop, augment=True, seed=cfg.seed)
+        train_set = ShardDataset(cfg.data, crop=cfg.crop, augment=True, seed=cfg.seed, on_corrupt=cfg.on_corrupt)
     if val_set is None and cfg.val:
-        val_set = ShardDataset(cfg.val)
+        val_set = ShardDataset(cfg.val, on_corrupt=cfg.on_corrupt)
     per_epoch = len(train_set) // cfg.batch_size
     if per_epoch < 1:
         raise ValueError(f"{len(train_set)} training samples are fewer than one batch of {cfg.batch_size}")
@@ -242,6 +254,7 @@ def train(cfg: TrainConfig, train_set: Dataset | None = None, val_set: Dataset |
     start = time.perf_counter()
     window = {"loss": 0.0, "psnr": 0.0, "n": 0, "t": time.perf_counter()}
     last_loss = float("nan")
+    dropped = {"train": 0, "val": 0, "empty": 0}
     bar = tqdm(total=cfg.iters, initial=step, unit="it", desc="train", disable=not progress, dynamic_ncols=True)
     try:
         while step < cfg.iters:
@@ -252,42 +265,33 @@ def train(cfg: TrainConfig, train_set: Dataset | None = None, val_set: Dataset |
                                 num_workers=cfg.workers, collate_fn=collate, pin_memory=device.type == "cuda",
                                 multiprocessing_context=context)
             for batch in loader:
-                model.train()
-                blur = batch["blur"].to(device, non_blocking=True)
-                sharp = batch["sharp"].to(device, non_blocking=True)
+                # corrupt samples dropped in the workers (on_corrupt="skip"): the batch carries their count
+                dropped["train"] += batch.get("skipped", 0)
                 lr = cosine_lr(step, cfg.iters, cfg.lr, cfg.min_lr)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    pred = model(blur)
-                loss = loss_fn(pred.float(), sharp)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"step {step}: loss is {loss.item()} (lower --lr?)")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
+                if batch["meta"]:
+                    last_loss, batch_psnr = _update(model, optimizer, scaler, loss_fn, batch, lr, cfg, step, device,
+                                                    autocast_dtype)
+                    window["loss"] += last_loss
+                    window["psnr"] += batch_psnr
+                    window["n"] += 1
+                    bar.set_postfix(loss=f"{last_loss:.4f}", psnr=f"{batch_psnr:.2f}")
+                else:
+                    # every sample of the batch was dropped: the step passes without an update, so that batch
+                    # k of an epoch stays step k and a resumed run still sees the same batches
+                    dropped["empty"] += 1
+                    log.warning("step %d: every sample of the batch was corrupt and dropped; no update", step)
                 step += 1
-                last_loss = loss.item()
-                with torch.no_grad():
-                    mse = (pred.detach().float().clamp(0, 1) - sharp).pow(2).mean(dim=(1, 2, 3))
-                    batch_psnr = (10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean().item()
-                window["loss"] += last_loss
-                window["psnr"] += batch_psnr
-                window["n"] += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{last_loss:.4f}", psnr=f"{batch_psnr:.2f}")
-                if step % cfg.log_every == 0 or step == cfg.iters:
+                if (step % cfg.log_every == 0 or step == cfg.iters) and window["n"]:
                     now = time.perf_counter()
                     n = window["n"]
                     train_log.append({"step": step, "loss": window["loss"] / n, "psnr": window["psnr"] / n,
                                       "lr": lr, "it_s": n / max(now - window["t"], 1e-9)})
                     window = {"loss": 0.0, "psnr": 0.0, "n": 0, "t": now}
                 if val_set is not None and (step % cfg.val_every == 0 or step == cfg.iters):
+                    before = getattr(val_set, "skipped", 0)
                     row = {"step": step, **validate(model, val_set, cfg.val_max, device)}
+                    dropped["val"] += getattr(val_set, "skipped", 0) - before
                     val_log.append(row)
                     bar.write(f"step {step}: val PSNR {row['psnr']:.2f} dB (input {row['psnr_input']:.2f}), "
                               f"SSIM {row['ssim']:.4f} (input {row['ssim_input']:.4f})")
@@ -303,7 +307,35 @@ def train(cfg: TrainConfig, train_set: Dataset | None = None, val_set: Dataset |
         bar.close()
     plot_curves(out / "val.png", train_log.rows, val_log.rows)
     return TrainResult(out=out, step=step, resumed_from=resumed_from, seconds=time.perf_counter() - start,
-                       last_loss=last_loss, val=val_log.rows, parameters=count_parameters(model))
+                       last_loss=last_loss, val=val_log.rows, parameters=count_parameters(model),
+                       skipped_corrupt=dropped["train"], skipped_corrupt_val=dropped["val"],
+                       empty_batches=dropped["empty"])
+
+
+def _update(model: NAFNet, optimizer, scaler, loss_fn, batch: dict, lr: float, cfg: TrainConfig, step: int,
+            device: torch.device, autocast_dtype: torch.dtype | None) -> tuple[float, float]:
+    """One optimizer step on ``batch`` at learning rate ``lr``; returns (loss, mean PSNR in dB of the batch)."""
+    model.train()
+    blur = batch["blur"].to(device, non_blocking=True)
+    sharp = batch["sharp"].to(device, non_blocking=True)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        pred = model(blur)
+    loss = loss_fn(pred.float(), sharp)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"step {step}: loss is {loss.item()} (lower --lr?)")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if cfg.grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    with torch.no_grad():
+        mse = (pred.detach().float().clamp(0, 1) - sharp).pow(2).mean(dim=(1, 2, 3))
+        batch_psnr = (10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean().item()
+    return loss.item(), batch_psnr
 
 
 class EpochBatches:
@@ -344,10 +376,12 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 
 def validate(model: NAFNet, dataset: Dataset, max_samples: int, device: torch.device | None = None) -> dict:
     """Mean PSNR / SSIM of the restored (quantized to 8 bits) and of the blurred input against the sharp
-    image, over the first ``max_samples`` items of ``dataset``."""
+    image, over the first ``max_samples`` items of ``dataset`` (items dropped as corrupt, None, left out)."""
     rows = []
     for i in range(min(len(dataset), max_samples)):
         s = dataset[i]
+        if s is None:
+            continue
         restored = to_uint8(restore(model, s["blur"])) / 255.0
         sharp = to_uint8(s["sharp"]) / 255.0
         blur = to_uint8(s["blur"]) / 255.0
