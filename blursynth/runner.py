@@ -4,6 +4,11 @@ The run is planned as shards of K consecutive sample indices; shard s holds indi
 is written under a temporary name and renamed when complete, then recorded in manifest.json (written
 atomically after every shard), so an interrupted run keeps every finished shard and `resume` redoes only the
 rest. Samples depend on (recipe, seed, index) alone, so the bytes do not depend on how shards are scheduled.
+
+A run holds the output directory's write lock (store/lock.py) from before it reads the manifest until it
+ends, so two runs on one --out cannot interleave (the second gets RunLockedError, naming the first). A disk that
+fills up mid-run ends it with DiskFullError (finished shards kept and listed, the failed one removed); the
+manifest only ever lists complete shards.
 """
 from __future__ import annotations
 
@@ -19,15 +24,24 @@ from .generate import RENDER_BATCH, Timings, write_shard
 from .recipe import Recipe
 from .sources import open_source
 from .store.manifest import Manifest
+from .store.progress import Progress
+from .store.rundir import (
+    RunError,
+    SpaceCheck,
+    check_complete,
+    disk_full_is_clear,
+    estimate_sample_bytes,
+    lock_out,
+    prepare_out,
+)
 from .store.shard import ShardInfo, is_complete, shard_name
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-
-
-class RunError(Exception):
-    """A run that must not start (bad count, unusable output directory, a different run already there)."""
+# the modules whose numba kernels a run calls: the progress bar says "compiling kernels" when some are not cached
+GENERATE_KERNELS = ("blursynth.render", "blursynth.camera", "blursynth.scene", "blursynth.motion", "blursynth.rng",
+                    "blursynth.events")
+VIDEO_KERNELS = ("blursynth.video", "blursynth.camera", "blursynth.rng", "blursynth.events")
 
 
 @dataclass
@@ -92,7 +106,8 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
         kernels: internal switch for machines without a GPU (tests): run the code path of `device` (its Ray
             resources, GPU actors and batches) with the kernels on this device instead ("cpu": numba).
     Raises RunError before any work for a bad count, an unwritable or foreign `out`, a different run there, or a
-    device that cannot run here (the message names the reason).
+    device that cannot run here (the message names the reason); RunLockedError while another process writes to
+    `out` (lock_out); DiskFullError when the disk fills up (finished shards kept and listed; --resume finishes).
     """
     if num < 1:
         raise RunError(f"--num must be at least 1, got {num}")
@@ -103,25 +118,38 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
     if workers < 0:
         raise RunError(f"--workers must be >= 0, got {workers}")
     device, kernels = _check_device(device, kernels, recipe.render.method, workers, address, gpu_workers)
-    source = open_source(source_spec, recipe.size, sam)
     out = Path(out)
+    with lock_out(out, command):
+        return _generate(recipe, source_spec, num, out, seed, shard_size, resume, command, progress, workers,
+                         address, sam, sam_actors, device, gpu_workers, kernels)
+
+
+def _generate(recipe: Recipe, source_spec: str, num: int, out: Path, seed: int, shard_size: int, resume: bool,
+              command: str, progress: bool, workers: int, address: str | None, sam: dict | None,
+              sam_actors: int | None, device: str, gpu_workers: int | None, kernels: str) -> RunSummary:
+    """run_generate once the arguments are checked and `out` is locked."""
+    source = open_source(source_spec, recipe.size, sam)
     extra = {"source": source_spec, "shard_size": shard_size, "device": device_kind(device)}
     if sam is not None:
         extra["sam"] = sam
     manifest = Manifest(recipe=recipe.to_dict(), seed=seed, num_requested=num, image_size=list(recipe.size),
                         codec=recipe.output.codec, command=command, extra=extra)
-    manifest = _prepare_out(out, manifest, resume)
+    manifest = prepare_out(out, manifest, resume)
     plan = Plan(num, shard_size)
     done = {s.name for s in manifest.shards if is_complete(out / s.name)}
     manifest.shards = [s for s in manifest.shards if s.name in done]
     todo = [s for s in range(plan.num_shards) if shard_name(s) not in done]
     remaining = sum(len(plan.indices(s)) for s in todo)
+    space = SpaceCheck(out, remaining)
+    space.start(*estimate_sample_bytes(recipe.size, recipe.output.codec, recipe.output.blur_map,
+                                      recipe.events.enabled, manifest.shards))
     timings = Timings()
     start = time.perf_counter()
-    bar = _Progress(remaining, progress)
+    bar = Progress(remaining, progress, kernels=GENERATE_KERNELS)
 
     def finished(shard: int, info: ShardInfo, skips: list[dict], node: str | None = None,
                  worker: dict | None = None) -> None:
+        check_complete(out, info)
         manifest.add_shard(info)
         if node is not None:
             # which Ray node made each shard: for debugging a cluster run (not part of the samples)
@@ -133,21 +161,27 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
         kept = [s for s in manifest.skipped if not span.start <= s["index"] < span.stop]
         manifest.skipped = sorted(kept + skips, key=lambda s: s["index"])
         manifest.save(out)
+        space.shard_done(info.count + len(skips), info.nbytes)
+
+    def kept_text() -> str:
+        return (f"the {len(manifest.shards)} finished shards ({manifest.num_written} of {num} samples) are kept "
+                "and listed in manifest.json; the shard being written was removed")
 
     try:
-        if workers == 0 and address is None:
-            batch = 1 if device == "cpu" else RENDER_BATCH
-            for shard in todo:
-                info, skips = write_shard(recipe, source, seed, shard, plan.indices(shard), out, progress=bar,
-                                          timings=timings, device=kernels, batch=batch)
-                finished(shard, info, [s.to_dict() for s in skips])
-        elif device == "cpu":
-            _run_shards_on_ray(recipe, source_spec, sam, sam_actors, seed, [(s, plan.indices(s)) for s in todo], out,
-                               workers, address, bar, timings, finished)
-        else:
-            _run_shards_on_gpus(recipe, source_spec, sam, sam_actors, seed, [(s, plan.indices(s)) for s in todo], out,
-                                workers, address, bar, timings, finished, gpu_workers, kernels,
-                                manifest.extra)
+        with disk_full_is_clear(out, kept_text, space):
+            if workers == 0 and address is None:
+                batch = 1 if device == "cpu" else RENDER_BATCH
+                for shard in todo:
+                    info, skips = write_shard(recipe, source, seed, shard, plan.indices(shard), out, progress=bar,
+                                              timings=timings, device=kernels, batch=batch)
+                    finished(shard, info, [s.to_dict() for s in skips])
+            elif device == "cpu":
+                _run_shards_on_ray(recipe, source_spec, sam, sam_actors, seed, [(s, plan.indices(s)) for s in todo],
+                                   out, workers, address, bar, timings, finished)
+            else:
+                _run_shards_on_gpus(recipe, source_spec, sam, sam_actors, seed, [(s, plan.indices(s)) for s in todo],
+                                    out, workers, address, bar, timings, finished, gpu_workers, kernels,
+                                    manifest.extra)
     finally:
         bar.close()
     return RunSummary(out=out, requested=num, written=manifest.num_written, skipped=manifest.skipped_by_reason(),
@@ -179,69 +213,6 @@ def _check_device(device: str, kernels: str | None, method: str, workers: int, a
     return device, kernels
 
 
-def _prepare_out(out: Path, manifest: Manifest, resume: bool) -> Manifest:
-    """Check `out` and return the manifest to continue (the existing one when resuming the same run)."""
-    if out.exists() and not out.is_dir():
-        raise RunError(f"--out {out} exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".blursynth-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise RunError(f"--out {out} is not writable: {exc.strerror or exc}") from exc
-    if (out / MANIFEST).exists():
-        try:
-            existing = Manifest.load(out)
-        except Exception as exc:  # a damaged manifest is not ours to overwrite
-            raise RunError(f"--out {out} holds a manifest.json that cannot be read ({exc}); choose another --out") from exc
-        if existing.identity() != manifest.identity():
-            differ = [k for k, v in existing.identity().items() if manifest.identity()[k] != v]
-            raise RunError(f"--out {out} already holds a different run (differs in: {', '.join(differ)}); "
-                           "choose another --out or remove it")
-        if not resume:
-            raise RunError(f"--out {out} already holds this run ({existing.num_written} samples written); "
-                           "pass --resume to finish it")
-        _clear_stale(out)
-        return existing
-    foreign = [p.name for p in out.iterdir() if p.name != MANIFEST]
-    if foreign:
-        raise RunError(f"--out {out} is not empty and holds no blursynth run ({', '.join(sorted(foreign)[:3])}...); "
-                       "choose an empty or new directory")
-    manifest.save(out)
-    return manifest
-
-
-def _clear_stale(out: Path) -> None:
-    for tmp in out.glob("shard-*.lmdb.tmp"):
-        log.info("removing partial shard %s", tmp.name)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-class _Progress:
-    """Progress bar over samples (rate and ETA from tqdm) with a running count of skipped samples."""
-
-    def __init__(self, total: int, enabled: bool, unit: str = "pair"):
-        self.skipped = 0
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit=unit, dynamic_ncols=True, smoothing=0.1)
-
-    def __call__(self, n: int, skipped: bool | int) -> None:
-        if self.bar is None:
-            return
-        self.bar.update(min(n, self.bar.total - self.bar.n))
-        if skipped:
-            self.skipped += int(skipped)
-            self.bar.set_postfix(skipped=self.skipped)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 # --- Ray -------------------------------------------------------------------------------------------------------
 # A shard is one task; a worker process that dies mid-shard is retried by Ray (its half-written .tmp shard is
 # removed by the next writer of that shard). Samples depend on (recipe, seed, index) only, so a retried or
@@ -253,22 +224,20 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 def _run_shards_on_ray(recipe: Recipe, source_spec: str, sam: dict | None, sam_actors: int | None, seed: int,
                        shards: list[tuple[int, range]], out: Path, workers: int, address: str | None,
-                       progress: "_Progress", timings: Timings, finished) -> None:
+                       progress: "Progress", timings: Timings, finished) -> None:
     ray = _start_ray(workers, address)
     try:
-        counter = ray.remote(num_cpus=0)(_Counter).remote()
+        tally = _Tally(ray, progress, workers)
+        counter = tally.counter
         segmenters = _sam_actors(ray, sam, sam_actors)
         task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_shard_task)
         recipe_dict = recipe.to_dict()
         pending = {task.remote(recipe_dict, source_spec, sam, segmenters, seed, shard, list(indices), str(out.resolve()),
                                counter): shard
                    for shard, indices in shards}
-        reported = 0
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            done, skipped = ray.get(counter.get.remote())
-            progress(done - reported, skipped - progress.skipped)
-            reported = done
+            tally.poll()
             for ref in ready:
                 shard = pending.pop(ref)
                 info, skips, seconds, node = ray.get(ref)
@@ -303,18 +272,55 @@ def _start_ray(workers: int, address: str | None, num_gpus: int | None = None):
 
 
 class _Counter:
-    """Ray actor: samples done and skipped so far, for the driver's progress bar."""
+    """Ray actor: items done and skipped so far, and the seconds the workers spent compiling numba kernels, for the
+    driver's progress bar (which leaves compile time out of its rate)."""
 
     def __init__(self):
         self.done = 0
         self.skipped = 0
+        self.compile_s = 0.0
 
-    def add(self, n: int, skipped: bool) -> None:
+    def add(self, n: int, skipped: bool, compile_s: float = 0.0) -> None:
         self.done += n
         self.skipped += int(skipped)
+        self.compile_s += compile_s
 
-    def get(self) -> tuple[int, int]:
-        return self.done, self.skipped
+    def get(self) -> tuple[int, int, float]:
+        return self.done, self.skipped, self.compile_s
+
+
+def _reporter(counter):
+    """A worker's progress callback (n, skipped): counts to the counter actor, with the compile time this worker
+    spent since its last report."""
+    from .jit import compile_clock
+
+    clock = compile_clock()
+    last = [clock.seconds]
+
+    def report(n: int, skipped: bool) -> None:
+        now = clock.seconds
+        counter.add.remote(n, skipped, now - last[0])
+        last[0] = now
+
+    return report
+
+
+class _Tally:
+    """The driver's side of a _Counter: `poll()` moves the progress bar by what the workers did since the last poll;
+    their compile seconds count once per `slots` workers compiling side by side."""
+
+    def __init__(self, ray, progress: Progress, slots: int):
+        self.ray = ray
+        self.progress = progress
+        self.slots = max(1, slots or int(ray.cluster_resources().get("CPU", 1)))  # slots=0: a cluster's CPUs
+        self.counter = ray.remote(num_cpus=0)(_Counter).remote()
+        self.seen = (0, 0, 0.0)
+
+    def poll(self) -> None:
+        now = self.ray.get(self.counter.get.remote())
+        done, skipped, compile_s = (a - b for a, b in zip(now, self.seen))
+        self.seen = now
+        self.progress(done, skipped, compile_s / self.slots)
 
 
 def _shard_task(recipe_dict: dict, source_spec: str, sam: dict | None, segmenters: list, seed: int, shard: int,
@@ -330,7 +336,7 @@ def _shard_task(recipe_dict: dict, source_spec: str, sam: dict | None, segmenter
     source = _worker_source(source_spec, tuple(recipe.size), sam, segmenters)
     timings = Timings()
     info, skips = write_shard(recipe, source, seed, shard, indices, out,
-                              progress=lambda n, skipped: counter.add.remote(n, skipped), timings=timings)
+                              progress=_reporter(counter), timings=timings)
     return info.to_dict(), [s.to_dict() for s in skips], timings.seconds, ray.get_runtime_context().get_node_id()
 
 
@@ -373,7 +379,7 @@ def _gpu_share(gpu_workers: int | None, cpus: float, gpus: float) -> tuple[int, 
 
 def _run_shards_on_gpus(recipe: Recipe, source_spec: str, sam: dict | None, sam_actors: int | None, seed: int,
                         shards: list[tuple[int, range]], out: Path, workers: int, address: str | None,
-                        progress: "_Progress", timings: Timings, finished, gpu_workers: int | None, kernels: str,
+                        progress: "Progress", timings: Timings, finished, gpu_workers: int | None, kernels: str,
                         extra: dict) -> None:
     from collections import deque
 
@@ -390,14 +396,14 @@ def _run_shards_on_gpus(recipe: Recipe, source_spec: str, sam: dict | None, sam_
         count = max(1, min(int(gpus * per_gpu + 1e-9), int(cpus), len(shards)))
         extra["gpu_workers"] = {"count": count, "per_gpu": per_gpu, "gpu_share": share}
         log.info("%d GPU workers, %g of a GPU each (%g GPUs, %g CPUs)", count, share, gpus, cpus)
-        counter = ray.remote(num_cpus=0)(_Counter).remote()
+        tally = _Tally(ray, progress, count)
+        counter = tally.counter
         actor = ray.remote(num_cpus=1, num_gpus=share, max_restarts=TASK_RETRIES)(_GpuShardWorker)
         idle = [actor.remote(kernels) for _ in range(count)]
         queue = deque(shards)
         tries: Counter = Counter()
         running: dict = {}
         recipe_dict = recipe.to_dict()
-        reported = 0
         while queue or running:
             while idle and queue:
                 worker = idle.pop()
@@ -406,9 +412,7 @@ def _run_shards_on_gpus(recipe: Recipe, source_spec: str, sam: dict | None, sam_
                                                str(out.resolve()), counter)
                 running[ref] = (worker, shard, indices)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
-            done, skipped = ray.get(counter.get.remote())
-            progress(done - reported, skipped - progress.skipped)
-            reported = done
+            tally.poll()
             for ref in ready:
                 worker, shard, indices = running.pop(ref)
                 try:
@@ -459,7 +463,7 @@ class _GpuShardWorker:
         source = _worker_source(source_spec, tuple(recipe.size), sam, segmenters)
         timings = Timings()
         info, skips = write_shard(recipe, source, seed, shard, indices, out,
-                                  progress=lambda n, skipped: counter.add.remote(n, skipped), timings=timings,
+                                  progress=_reporter(counter), timings=timings,
                                   device=self.kernels, batch=RENDER_BATCH)
         context = ray.get_runtime_context()
         assigned = {"resources": context.get_assigned_resources(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
@@ -607,7 +611,8 @@ def run_video(recipe, inputs: list[str | Path], out: str | Path, seed: int = 0, 
         device: "cpu", "cuda", "cuda:N" or "auto": where the clip's event simulation runs (make_clip); with Ray
             and a CUDA device each clip task holds 1/`gpu_workers` of a GPU. Part of the run's identity.
     Raises RunError before any work for bad arguments, an unusable `out`, a different run there, or a device
-    that cannot run here.
+    that cannot run here; RunLockedError while another process writes to `out`; DiskFullError when the disk
+    fills up (finished clips kept and listed; --resume finishes).
     """
     from .video.recipe import MAX_CLIPS
 
@@ -620,12 +625,19 @@ def run_video(recipe, inputs: list[str | Path], out: str | Path, seed: int = 0, 
     if len(clips) > MAX_CLIPS:
         raise RunError(f"at most {MAX_CLIPS} videos per run, got {len(clips)}")
     out = Path(out)
+    with lock_out(out, command):
+        return _video(recipe, clips, out, seed, resume, command, progress, workers, address, device, gpu_workers)
+
+
+def _video(recipe, clips: list, out: Path, seed: int, resume: bool, command: str, progress: bool, workers: int,
+           address: str | None, device: str, gpu_workers: int | None) -> VideoSummary:
+    """run_video once the arguments are checked and `out` is locked."""
     size = list(recipe.resize) if recipe.resize else (list(recipe.crop[2:]) if recipe.crop else [])
     manifest = Manifest(recipe=recipe.to_dict(), seed=seed, num_requested=len(clips), image_size=size,
                         codec=recipe.output.codec, command=command,
                         extra={"kind": "video", "source": [c.path for c in clips], "shard_size": None, "clips": {},
                                "device": device_kind(device)})
-    manifest = _prepare_out(out, manifest, resume)
+    manifest = prepare_out(out, manifest, resume)
     for stale in list(out.glob(".tmp-*")) + list(out.glob("*.tmp")):
         if stale.is_dir():
             log.info("removing partial output %s", stale.name)
@@ -637,11 +649,19 @@ def run_video(recipe, inputs: list[str | Path], out: str | Path, seed: int = 0, 
     todo = [c for c in clips if c.name not in done]
     timings = Timings()
     start = time.perf_counter()
-    bar = _Progress(sum(_estimate_frames(c.path, recipe) for c in todo), progress, unit="frame")
+    frames = sum(_estimate_frames(c.path, recipe) for c in todo)
+    bar = Progress(frames, progress, unit="frame", kernels=VIDEO_KERNELS)
+    # the size check counts output frames: from the clips a resumed run finished, then from the first clip made
+    space = SpaceCheck(out, frames)
+    written = sum(r["written"] for r in records.values() if r["status"] == "done")
+    if written:
+        space.start(_output_bytes(out, fmt, manifest) / written, "from the finished clips")
 
     def finished(result: dict) -> None:
         for stage, value in result.pop("seconds", {}).items():
             timings.seconds[stage] = timings.seconds.get(stage, 0.0) + value
+        if result["status"] == "done" and fmt == "lmdb":
+            check_complete(out, ShardInfo.from_dict(result["output"]["shard"]))
         records[result["name"]] = result
         manifest.skipped = [s for s in manifest.skipped if s["source_id"] != result["path"]]
         if result["status"] == "skipped":
@@ -650,16 +670,23 @@ def run_video(recipe, inputs: list[str | Path], out: str | Path, seed: int = 0, 
         elif fmt == "lmdb":
             manifest.add_shard(ShardInfo.from_dict(result["output"]["shard"]))
         manifest.save(out)
+        if result["status"] == "done":
+            space.shard_done(result["written"], _clip_bytes(out, fmt, result))
+
+    def kept_text() -> str:
+        made = sum(r["status"] == "done" for r in records.values())
+        return f"the {made} finished clips are kept and listed in manifest.json; the one being made was removed"
 
     try:
-        if workers == 0 and address is None:
-            from .video.clip import make_clip
+        with disk_full_is_clear(out, kept_text, space):
+            if workers == 0 and address is None:
+                from .video.clip import make_clip
 
-            for clip in todo:
-                finished(make_clip(recipe, clip, out, seed, progress=bar, timings=Timings(),
-                                   device=device).to_dict())
-        else:
-            _run_clips_on_ray(recipe, todo, out, seed, workers, address, bar, finished, device, gpu_workers)
+                for clip in todo:
+                    finished(make_clip(recipe, clip, out, seed, progress=bar, timings=Timings(),
+                                       device=device).to_dict())
+            else:
+                _run_clips_on_ray(recipe, todo, out, seed, workers, address, bar, finished, device, gpu_workers)
     finally:
         bar.close()
     kept = [records[c.name] for c in clips if c.name in records]
@@ -698,20 +725,28 @@ def _estimate_frames(path: str, recipe) -> int:
 def _output_bytes(out: Path, fmt: str, manifest: Manifest) -> int:
     if fmt == "lmdb":
         return sum(s.nbytes for s in manifest.shards)
+    return sum(_clip_bytes(out, fmt, r) for r in manifest.extra.get("clips", {}).values())
+
+
+def _clip_bytes(out: Path, fmt: str, record: dict) -> int:
+    """Bytes one clip's outputs take (a ClipResult dict)."""
+    output = record.get("output", {})
+    if fmt == "lmdb":
+        return output.get("shard", {}).get("nbytes", 0)
     total = 0
-    for r in manifest.extra.get("clips", {}).values():
-        for name in r.get("output", {}).get("files", []):
-            p = out / name
-            total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else (
-                p.stat().st_size if p.exists() else 0)
+    for name in output.get("files", []):
+        p = out / name
+        total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else (
+            p.stat().st_size if p.exists() else 0)
     return total
 
 
 def _run_clips_on_ray(recipe, clips: list, out: Path, seed: int, workers: int, address: str | None,
-                      progress: "_Progress", finished, device: str = "cpu", gpu_workers: int | None = None) -> None:
+                      progress: "Progress", finished, device: str = "cpu", gpu_workers: int | None = None) -> None:
     ray = _start_ray(workers, address, _local_gpus(address, device))
     try:
-        counter = ray.remote(num_cpus=0)(_Counter).remote()
+        tally = _Tally(ray, progress, workers or len(clips))
+        counter = tally.counter
         options = dict(num_cpus=1, max_retries=TASK_RETRIES)
         if device != "cpu":
             # clip tasks on a GPU: 1/k of one each (see "GPU workers")
@@ -723,12 +758,9 @@ def _run_clips_on_ray(recipe, clips: list, out: Path, seed: int, workers: int, a
         recipe_dict = recipe.to_dict()
         pending = [task.remote(recipe_dict, (c.ordinal, c.name, c.path), str(out.resolve()), seed, counter, device)
                    for c in clips]
-        reported = 0
         while pending:
             ready, pending = ray.wait(pending, num_returns=1, timeout=0.5)
-            done, skipped = ray.get(counter.get.remote())
-            progress(done - reported, skipped - progress.skipped)
-            reported = done
+            tally.poll()
             for ref in ready:
                 finished(ray.get(ref))
     finally:
@@ -745,6 +777,6 @@ def _clip_task(recipe_dict: dict, clip: tuple, out: str, seed: int, counter, dev
 
     cv2.setNumThreads(1)
     result = make_clip(video_recipe_from_dict(recipe_dict), Clip(*clip), out, seed,
-                       progress=lambda n, skipped: counter.add.remote(n, skipped), timings=Timings(),
+                       progress=_reporter(counter), timings=Timings(),
                        device=device)
     return result.to_dict()

@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from _util import kill_after_first_shard, shard_bytes
 
 from blursynth.recipe import load_recipe
 from blursynth.runner import run_generate
 from blursynth.store.manifest import Manifest
-
-from _util import shard_bytes
 
 RECIPE = ["size=[96, 64]"]
 
@@ -125,17 +124,7 @@ def test_driver_killed_mid_run_resumes_to_the_same_bytes(reference_run, tmp_path
     cmd = [sys.executable, "-m", "blursynth.cli", "generate", "--num", "6", "--out", str(out), "--seed", "5",
            "--shard-size", "2", "--size", "96x64", "--workers", workers, "--no-progress"]
     before = set(_orphaned_ray_pids())
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if Manifest.load(out).shards:
-                break
-        except (FileNotFoundError, ValueError):
-            pass
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_first_shard(cmd, out)
     done = len(Manifest.load(out).shards)
     assert 1 <= done, "the driver never finished a shard"
     r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)

@@ -32,10 +32,19 @@ import numpy as np
 
 from .. import __version__
 from ..camera import Response
-from ..runner import MANIFEST, RunError, _Progress, _prepare_out
 from ..seeding import stage_rng
 from ..store.codec import encode_array, encode_image, encode_meta
+from ..store.lock import LOCK_NAME
 from ..store.manifest import Manifest
+from ..store.progress import Progress
+from ..store.rundir import (
+    MANIFEST,
+    RunError,
+    check_complete,
+    disk_full_is_clear,
+    lock_out,
+    prepare_out,
+)
 from ..store.shard import ShardWriter, is_complete, shard_name
 from .analyze import VideoAnalysis, analyze_video
 from .domain import BlurDistribution, distribution_distance
@@ -122,6 +131,8 @@ def run_adapt(inputs, out: str | Path, settings: AdaptSettings, seed: int = 0, s
         max_pairs: keep at most this many pairs (patches evenly subsampled from the selection).
     Raises:
         AdaptError: bad arguments, an unusable `out`, or no usable input (every reason listed).
+        RunLockedError: another process writes to `out` (its lock is taken before the analysis).
+        DiskFullError: the disk filled up (finished shards kept and listed; --resume finishes).
     """
     start = time.perf_counter()
     if shard_size < 1:
@@ -134,6 +145,17 @@ def run_adapt(inputs, out: str | Path, settings: AdaptSettings, seed: int = 0, s
     if not inputs:
         raise AdaptError("give at least one video file or folder")
     out = Path(out)
+    try:
+        lock = lock_out(out, command)
+    except RunError as exc:
+        raise AdaptError(str(exc)) from exc
+    with lock:
+        return _adapt(inputs, out, settings, seed, shard_size, max_pairs, resume, command, progress, start)
+
+
+def _adapt(inputs: list[str], out: Path, settings: AdaptSettings, seed: int, shard_size: int, max_pairs: int | None,
+           resume: bool, command: str, progress: bool, start: float) -> AdaptSummary:
+    """run_adapt once the arguments are checked and `out` is locked."""
     _precheck(out, resume)
     stages: dict[str, float] = {}
     targets, skipped = discover(inputs)
@@ -172,7 +194,7 @@ def run_adapt(inputs, out: str | Path, settings: AdaptSettings, seed: int = 0, s
                                               "noise": None if noise is None else noise.to_dict()},
                                    "videos": videos, "skipped_inputs": skipped})
         try:
-            manifest = _prepare_out(out, manifest, resume)
+            manifest = prepare_out(out, manifest, resume)
         except RunError as exc:
             raise AdaptError(str(exc)) from exc
         if conditions_dir is not None and staging.exists():
@@ -183,8 +205,14 @@ def run_adapt(inputs, out: str | Path, settings: AdaptSettings, seed: int = 0, s
     t0 = time.perf_counter()
     done = {s.name for s in manifest.shards if is_complete(out / s.name)}
     manifest.shards = [s for s in manifest.shards if s.name in done]
-    magnitudes, shards_made = _write_pairs(analyses, patches, settings, distribution, noise, seed, shard_size, num,
-                                           out, manifest, done, progress)
+
+    def kept_text() -> str:
+        return (f"the {len(manifest.shards)} finished shards ({manifest.num_written} of {num} pairs) are kept and "
+                "listed in manifest.json; the shard being written was removed")
+
+    with disk_full_is_clear(out, kept_text):
+        magnitudes, shards_made = _write_pairs(analyses, patches, settings, distribution, noise, seed, shard_size,
+                                               num, out, manifest, done, progress)
     stages["reblur"] = time.perf_counter() - t0
     w1 = distribution_distance(distribution, np.array(magnitudes)) if magnitudes else None
     return AdaptSummary(out=out, videos=videos, skipped=skipped, requested=num, written=manifest.num_written,
@@ -194,14 +222,14 @@ def run_adapt(inputs, out: str | Path, settings: AdaptSettings, seed: int = 0, s
 
 
 def _precheck(out: Path, resume: bool) -> None:
-    """Fail before the (long) analysis for an `out` that `_prepare_out` would refuse anyway."""
+    """Fail before the (long) analysis for an `out` that `prepare_out` would refuse anyway."""
     if out.exists() and not out.is_dir():
         raise AdaptError(f"--out {out} exists and is not a directory")
     if out.is_dir():
         has_manifest = (out / MANIFEST).exists()
         if has_manifest and not resume:
             raise AdaptError(f"--out {out} already holds a run; pass --resume to finish it, or choose another --out")
-        if not has_manifest and any(out.iterdir()):
+        if not has_manifest and any(p.name != LOCK_NAME for p in out.iterdir()):
             raise AdaptError(f"--out {out} is not empty and holds no blursynth run; choose an empty or new directory")
 
 
@@ -266,7 +294,7 @@ def _write_pairs(analyses, patches, settings, distribution, noise, seed, shard_s
     todo = {shard_name(s) for s in range((num + shard_size - 1) // shard_size)} - done
     remaining = sum(min(shard_size, num - s * shard_size) for s in range((num + shard_size - 1) // shard_size)
                     if shard_name(s) in todo)
-    bar = _Progress(remaining, progress)
+    bar = Progress(remaining, progress, kernels=("blursynth.adapt", "blursynth.video", "blursynth.camera"))
     magnitudes: list[float] = []
     made = 0
     writer = None
@@ -300,7 +328,9 @@ def _write_pairs(analyses, patches, settings, distribution, noise, seed, shard_s
                         magnitudes.append(magnitude)
                         bar(1, False)
                         if index == min((shard + 1) * shard_size, num) - 1:
-                            manifest.add_shard(writer.close())
+                            info = writer.close()
+                            check_complete(out, info)
+                            manifest.add_shard(info)
                             manifest.save(out)
                             writer = None
                             made += 1
