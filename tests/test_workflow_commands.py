@@ -1,0 +1,72 @@
+"""benchmarks/commands.py --quick: every named command runs as a user runs it and gets a row. Nothing about time is
+asserted (the machine is shared); only that each row is there, ran, and has a wall time and a rate."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "commands.py"
+NAMED = ("generate_workers0", "generate_all_cores", "video_640x272", "video_720p", "events_video", "events_run",
+         "adapt", "train", "evaluate", "export_basicsr", "inspect_verify")
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("bench") / "commands.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out)], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text()), out
+
+
+def test_every_named_command_has_a_row(quick):
+    result, _ = quick
+    assert result["quick"] is True
+    for rid in NAMED:
+        row = result["rows"][rid]
+        assert row["returncode"] == 0, (rid, row.get("error"))
+        assert row["wall_s"] > 0 and row["cpu_s"] > 0, rid
+        assert row["units"] > 0 and row["rate"] > 0, rid
+        assert row["command"].startswith("blursynth "), rid
+
+
+def test_each_row_has_a_floor_or_says_why_not(quick):
+    result, _ = quick
+    for rid in NAMED:
+        row = result["rows"][rid]
+        if "floor" in row:
+            assert row["floor"]["cpu_s"] > 0 and row["ratio"] > 0 and isinstance(row["over_3x"], bool), rid
+            assert row["floor"]["from"], rid
+        else:
+            assert row["no_floor"], rid
+    # the rows the kernel benchmarks cover
+    for rid in ("generate_workers0", "generate_all_cores", "video_640x272", "video_720p", "events_video",
+                "events_run", "train", "evaluate", "export_basicsr"):
+        assert "floor" in result["rows"][rid], rid
+
+
+def test_ray_workers_cpu_is_counted(quick):
+    # Ray's raylet ignores SIGCHLD: its workers' CPU only comes in through the /proc sampler
+    row = quick[0]["rows"]["generate_all_cores"]
+    assert row["cpu_auto_reaped_s"] > 0
+    assert row["cpu_s"] >= row["cpu_waited_s"]
+
+
+def test_run_records_machine_and_load(quick):
+    result, _ = quick
+    assert result["machine"]["cpu_count"] >= 1
+    assert len(result["load_average_start"]) == 3 and len(result["load_average_end"]) == 3
+    assert isinstance(result["loaded"], bool)
+
+
+def test_markdown_table_from_the_json(quick):
+    _, path = quick
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--markdown", str(path)], capture_output=True, text=True,
+                          check=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("| `blursynth")]
+    assert len(lines) == len(NAMED) + 1  # and the start-up row
