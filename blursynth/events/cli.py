@@ -12,6 +12,8 @@ Formats: h5 (DSEC-style, events/{t,x,y,p}), npz, gem (per-sample GEM-style npz; 
 """
 from __future__ import annotations
 
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -45,6 +47,7 @@ def events(input_path, out, fmt, threshold, threshold_neg, refractory_s, scale, 
            latent, timestamps, num, device, no_progress):
     """Simulate event streams from INPUT (video file, folder of frames + timestamps, or generated run)."""
     from ..cli import resolve_device_option
+    from ..store.rundir import RunError
     from .driver import EventOptions, InputError, run_events
 
     device = resolve_device_option(device)
@@ -59,10 +62,11 @@ def events(input_path, out, fmt, threshold, threshold_neg, refractory_s, scale, 
         except (ValueError, AssertionError):
             raise click.BadParameter(f"{latent!r}: expected a positive integer or 'auto'", param_hint="--latent")
     start = time.perf_counter()
+    command = "blursynth " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         summary = run_events(Path(input_path), Path(out), fmt, opts, latent=latent, timestamps=timestamps, num=num,
-                             progress=not no_progress, device=device)
-    except (InputError, ValueError, OSError) as exc:
+                             progress=not no_progress, device=device, command=command)
+    except (InputError, RunError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     seconds = time.perf_counter() - start
     click.echo(f"{summary['kind']} {input_path}: {summary['streams']} stream(s), {summary['events']} events "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..store.rundir import disk_full_is_clear, lock_out
 from .formats import write_gem_npz, write_h5, write_npz
 from .frames import downscale, to_gray
 from .noise import NoiseModel
@@ -47,13 +48,18 @@ class EventOptions:
 
 
 def run_events(input_path: Path, out: Path, fmt: str, opts: EventOptions, latent="auto", timestamps=None,
-               num: int | None = None, progress: bool = True, device: str = "cpu") -> dict:
+               num: int | None = None, progress: bool = True, device: str = "cpu", command: str = "") -> dict:
     """Simulate INPUT into `out`; returns the summary dict (also written to out/events.json).
 
     device: "cpu", "cuda" or "cuda:N" (checked before anything is written; blursynth.cuda.resolve_device). On a
     GPU the simulator runs there with its state kept there between chunks (cuda.simulate_frames: the same
     events, in the same order); for a generated run the latent frames are rendered there too
     (cuda.scene_events). A noise model other than ideal has no CUDA kernel and runs on the CPU.
+    command: what runs, named to a second writer of `out`.
+
+    `out` is locked (store.lock.RunLock) before anything is read or written, until the end.
+    Raises InputError for an input that cannot be simulated; store.rundir.RunError for an `out` that cannot be
+    created; RunLockedError while another process writes to `out`; DiskFullError when its disk fills up.
     """
     input_path = Path(input_path)
     if not input_path.exists():
@@ -66,7 +72,20 @@ def run_events(input_path: Path, out: Path, fmt: str, opts: EventOptions, latent
         except RuntimeError as exc:
             raise InputError(str(exc)) from exc
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with lock_out(out, command), disk_full_is_clear(out, lambda: f"the files written so far are in {out}",
+                                                    then=_AGAIN):
+        summary = _simulate(input_path, out, fmt, opts, latent, timestamps, num, progress, device)
+        (out / "events.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+# events has no --resume: a second run writes every file again
+_AGAIN = "run the same command again (it writes every file again)"
+
+
+def _simulate(input_path: Path, out: Path, fmt: str, opts: EventOptions, latent, timestamps, num: int | None,
+              progress: bool, device: str) -> dict:
+    """run_events' work once `out` is locked: the summary, less events.json."""
     if input_path.is_dir() and (input_path / "manifest.json").is_file():
         summary = _run_dir(input_path, out, fmt, opts, num, progress, device)
     else:
@@ -82,12 +101,17 @@ def run_events(input_path: Path, out: Path, fmt: str, opts: EventOptions, latent
         summary = _simulate_stream(frames, n, out, fmt, opts, kind, progress, device)
     summary["options"] = dataclasses.asdict(opts)
     summary["device"] = "cpu" if device == "cpu" else "cuda"
-    (out / "events.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
 def _simulate_stream(frames, n_hint, out, fmt, opts, kind, progress, device="cpu") -> dict:
-    """Simulate a stream of (gray linear frame chunk (k, H, W), times (k,)) and write it as one file."""
+    """Simulate one stream of gray linear frames and write it as one file.
+
+    frames: an iterable of (full-size frame chunk (k, H, W), times (k,) in seconds), one input frame per frame,
+    downscaled here by opts.scale (a folder); or a callable scale -> iterable of (chunk already at 1 / scale,
+    times, input frames the chunk advances), for a video whose latent frames are made at the event resolution
+    (`_video_frames`). n_hint: input frames in all, the progress bar's total (None: unknown).
+    """
     from tqdm import tqdm
 
     kw = opts.simulate_kwargs()
@@ -98,15 +122,20 @@ def _simulate_stream(frames, n_hint, out, fmt, opts, kind, progress, device="cpu
         step = functools.partial(simulate_frames, device=device)  # the same arguments, on the GPU
 
     scale = opts.scale or 1
+    if callable(frames):
+        chunks = frames(scale)
+    else:
+        chunks = ((downscale(chunk, scale), t_s, len(chunk)) for chunk, t_s in frames)
     state, parts, n_frames, size = None, [], 0, None
+    # the bar counts input frames (a video's latent frames are many more and vary per interval), so its total
+    # and ETA hold
     with tqdm(total=n_hint, unit="frame", desc="events", disable=not progress, leave=False) as bar:
-        for chunk, t_s in frames:
-            small = downscale(chunk, scale)
+        for small, t_s, advance in chunks:
             ev, state = step(small, t_s, state=state, **kw)
             parts.append(ev)
-            n_frames += len(chunk)
+            n_frames += len(small)
             size = small.shape[1:]
-            bar.update(len(chunk))
+            bar.update(advance)
     events = np.concatenate(parts) if parts else np.empty(0, EVENT_DTYPE)
     path = _write(out / "events", fmt, events, size, scale)
     return {"kind": kind, "streams": 1, "events": int(len(events)), "frames": n_frames, "files": [path.name],
@@ -121,32 +150,23 @@ def _write(stem: Path, fmt: str, events, size, scale) -> Path:
 
 
 def _video_frames(path: Path, latent):
-    """Chunks of gray linear latent frames of a video: each real frame followed by the flow-interpolated frames
-    up to the next one; times in seconds (frame j at j / fps)."""
-    from ..video import interval, latent_count, latent_frame, linearize, read_frames
+    """A video's gray linear frames at the event resolution: callable scale -> chunks (frames (k, H / scale,
+    W / scale), times (k,) in seconds, 1), first real frame 0, then per interval the flow-interpolated latent
+    frames up to and including the next real frame (video.latent.gray_latents: made at 1 / scale directly); frame
+    j at j / fps. Also returns the clip's reported frame count (None when unknown)."""
+    from ..video import read_frames
+    from ..video.latent import gray_latents
 
     try:
         reader = read_frames(path)
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(f"{path}: {exc}") from exc
 
-    def chunks():
-        prev = next(reader)
-        lin_prev = linearize(prev)
-        yield to_gray(lin_prev)[None], np.array([0.0])
-        j = 0
-        for cur in reader:
-            lin_cur = linearize(cur)
-            iv = interval(prev, cur)
-            m = latent_count([iv.f01, iv.f10]) if latent == "auto" else int(latent)
-            taus = np.arange(1, m + 1) / m
-            gray = np.stack([to_gray(latent_frame(lin_prev, lin_cur, iv.f01, iv.f10, tau, (iv.v0, iv.v1)))
-                             for tau in taus])
-            yield gray, (j + taus) / reader.fps
-            prev, lin_prev = cur, lin_cur
-            j += 1
+    def chunks(scale):
+        for gray, t in gray_latents(reader, latent if latent == "auto" else int(latent), scale):
+            yield gray, t / reader.fps, 1
 
-    return chunks(), reader.reported_count or None
+    return chunks, reader.reported_count or None
 
 
 def _folder_frames(folder: Path, timestamps):
@@ -197,6 +217,7 @@ def _run_dir(run: Path, out: Path, fmt: str, opts: EventOptions, num: int | None
     """Per-sample event files for a generated run, re-derived from its recipe, seed and indices."""
     from tqdm import tqdm
 
+    from ..cuda import scene_events
     from ..generate import Skip, make_scene
     from ..recipe import RecipeError, recipe_from_dict
     from ..seeding import stage_rng
@@ -204,7 +225,6 @@ def _run_dir(run: Path, out: Path, fmt: str, opts: EventOptions, num: int | None
     from ..store.codec import decode_image
     from ..store.manifest import Manifest
     from ..store.shard import ShardReader
-    from ..cuda import scene_events
 
     manifest = Manifest.load(run)
     data = json.loads(json.dumps(manifest.recipe))

@@ -587,11 +587,9 @@ def _bilinear(c, a, b, step, k00, k01, k10, k11):
 
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
 def _accumulate_rows(lin0, lin1, p01, p10, v0, v1, m0, m1, taus, out, keep_last, last):
-    # out += sum over taus of interpolate.latent_frame(lin0, lin1, f01, f10, tau), row by row (H, W >= 2): for
-    # each tau, one pass over the row computes both source points and their bilinear cells (contiguous planes:
-    # vectorized), a second gathers and blends them (_latent_rgb's arithmetic, with `_footprint`'s clamping).
-    # Rows are independent: the bytes do not depend on the thread count. keep_last: the last tau's latent frame
-    # is also written to `last` (H, W, 3).
+    # out += sum over taus of interpolate.latent_frame(lin0, lin1, f01, f10, tau), row by row (H, W >= 2), each
+    # row of each latent frame made by `_latent_row`. Rows are independent: the bytes do not depend on the thread
+    # count. keep_last: the last tau's latent frame is also written to `last` (H, W, 3).
     h, w = out.shape[0], out.shape[1]
     n = taus.shape[0]
     c0 = lin0.reshape(-1)
@@ -600,14 +598,6 @@ def _accumulate_rows(lin0, lin1, p01, p10, v0, v1, m0, m1, taus, out, keep_last,
     q1 = v1.reshape(-1)
     z0 = m0.reshape(-1)
     z1 = m1.reshape(-1)
-    one = np.float32(1)
-    zero = np.float32(0)
-    wm, hm = np.float32(w - 1), np.float32(h - 1)
-    wm2, hm2 = np.float32(w - 2), np.float32(h - 2)
-    uw = np.uintp(w)
-    u1 = np.uintp(1)
-    u2 = np.uintp(2)
-    u3 = np.uintp(3)
     for y in numba.prange(h):
         o0 = np.empty(w, np.int32)
         ax0 = np.empty(w, np.float32)
@@ -621,61 +611,11 @@ def _accumulate_rows(lin0, lin1, p01, p10, v0, v1, m0, m1, taus, out, keep_last,
         rl = np.zeros(w if keep_last else 0, np.float32)
         gl = np.zeros(w if keep_last else 0, np.float32)
         bl = np.zeros(w if keep_last else 0, np.float32)
-        fy = np.float32(y)
         fx01, fy01, fx10, fy10 = p01[0, y], p01[1, y], p10[0, y], p10[1, y]
         for i in range(n):
             tr, tg, tb = (rl, gl, bl) if keep_last and i == n - 1 else (r, g, b)
-            t = np.float32(taus[i])
-            s = one - t
-            ca = -t * s
-            cb = t * t
-            cc = s * s
-            for x in range(w):
-                fx = np.float32(x)
-                # frame0 at x + F_t0, frame1 at x + F_t1 (interpolate.py), clamped; cell corner and fractions
-                px = min(max(fx + (ca * fx01[x] + cb * fx10[x]), zero), wm)
-                py = min(max(fy + (ca * fy01[x] + cb * fy10[x]), zero), hm)
-                x0 = min(np.floor(px), wm2)
-                y0 = min(np.floor(py), hm2)
-                ax0[x] = px - x0
-                ay0[x] = py - y0
-                o0[x] = np.int32(y0) * np.int32(w) + np.int32(x0)
-                px = min(max(fx + (cc * fx01[x] + ca * fx10[x]), zero), wm)
-                py = min(max(fy + (cc * fy01[x] + ca * fy10[x]), zero), hm)
-                x0 = min(np.floor(px), wm2)
-                y0 = min(np.floor(py), hm2)
-                ax1[x] = px - x0
-                ay1[x] = py - y0
-                o1[x] = np.int32(y0) * np.int32(w) + np.int32(x0)
-            for x in range(w):
-                # unsigned offsets: no negative-index handling in the gathers
-                e0 = np.uintp(o0[x])
-                e1 = np.uintp(o1[x])
-                p, q = ax0[x], ay0[x]
-                k00, k01, k10, k11 = (one - p) * (one - q), p * (one - q), (one - p) * q, p * q
-                p, q = ax1[x], ay1[x]
-                l00, l01, l10, l11 = (one - p) * (one - q), p * (one - q), (one - p) * q, p * q
-                if z0[e0] & z1[e1]:
-                    w0 = s  # both cells fully visible: the weights need no gather and no normalization
-                    w1 = t
-                else:
-                    w0 = s * _bilinear(q0, e0, e0 + uw, u1, k00, k01, k10, k11)
-                    w1 = t * _bilinear(q1, e1, e1 + uw, u1, l00, l01, l10, l11)
-                    if w0 + w1 < _MIN_WEIGHT:
-                        w0 = s
-                        w1 = t
-                    norm = one / (w0 + w1)
-                    w0 *= norm
-                    w1 *= norm
-                # pixel-interleaved RGB: channel c of the cell's top and bottom row at a + c, b + c
-                a0, b0 = e0 * u3, (e0 + uw) * u3
-                a1, b1 = e1 * u3, (e1 + uw) * u3
-                tr[x] += (w0 * _bilinear(c0, a0, b0, u3, k00, k01, k10, k11)
-                          + w1 * _bilinear(c1, a1, b1, u3, l00, l01, l10, l11))
-                tg[x] += (w0 * _bilinear(c0, a0 + u1, b0 + u1, u3, k00, k01, k10, k11)
-                          + w1 * _bilinear(c1, a1 + u1, b1 + u1, u3, l00, l01, l10, l11))
-                tb[x] += (w0 * _bilinear(c0, a0 + u2, b0 + u2, u3, k00, k01, k10, k11)
-                          + w1 * _bilinear(c1, a1 + u2, b1 + u2, u3, l00, l01, l10, l11))
+            _latent_row(c0, c1, q0, q1, z0, z1, fx01, fy01, fx10, fy10, h, w, y, np.float32(taus[i]),
+                        o0, ax0, ay0, o1, ax1, ay1, tr, tg, tb)
         if keep_last:
             for x in range(w):
                 last[y, x, 0] = rl[x]
@@ -688,6 +628,96 @@ def _accumulate_rows(lin0, lin1, p01, p10, v0, v1, m0, m1, taus, out, keep_last,
             out[y, x, 0] += r[x]
             out[y, x, 1] += g[x]
             out[y, x, 2] += b[x]
+
+
+@numba.njit(inline="always")
+def _latent_row(c0, c1, q0, q1, z0, z1, fx01, fy01, fx10, fy10, h, w, y, t, o0, ax0, ay0, o1, ax1, ay1,
+                tr, tg, tb):
+    # tr, tg, tb (float32 (W,)) += R, G, B of row y of interpolate.latent_frame at time t (float32), H, W >= 2.
+    # c0, c1: the linear frames flat (pixel-interleaved RGB); q0, q1 the visibilities and z0, z1 the fully-visible
+    # cell masks flat (`kernel_inputs`); fx01 ... fy10 row y of the flow planes; o0 ... ay1 scratch rows (W,).
+    # One pass over the row finds both source points' bilinear cells (`_row_cells`), a second blends them
+    # (`_blend_weights`) and gathers the colours.
+    uw = np.uintp(w)
+    u1 = np.uintp(1)
+    u2 = np.uintp(2)
+    u3 = np.uintp(3)
+    _row_cells(fx01, fy01, fx10, fy10, h, w, y, t, o0, ax0, ay0, o1, ax1, ay1)
+    for x in range(w):
+        e0, e1, k00, k01, k10, k11, l00, l01, l10, l11, w0, w1 = _blend_weights(q0, q1, z0, z1, w, t, o0, ax0,
+                                                                                ay0, o1, ax1, ay1, x)
+        # pixel-interleaved RGB: channel c of the cell's top and bottom row at a + c, b + c
+        a0, b0 = e0 * u3, (e0 + uw) * u3
+        a1, b1 = e1 * u3, (e1 + uw) * u3
+        tr[x] += (w0 * _bilinear(c0, a0, b0, u3, k00, k01, k10, k11)
+                  + w1 * _bilinear(c1, a1, b1, u3, l00, l01, l10, l11))
+        tg[x] += (w0 * _bilinear(c0, a0 + u1, b0 + u1, u3, k00, k01, k10, k11)
+                  + w1 * _bilinear(c1, a1 + u1, b1 + u1, u3, l00, l01, l10, l11))
+        tb[x] += (w0 * _bilinear(c0, a0 + u2, b0 + u2, u3, k00, k01, k10, k11)
+                  + w1 * _bilinear(c1, a1 + u2, b1 + u2, u3, l00, l01, l10, l11))
+
+
+@numba.njit(inline="always")
+def _row_cells(fx01, fy01, fx10, fy10, h, w, y, t, o0, ax0, ay0, o1, ax1, ay1):
+    # for each x of row y at time t: frame0's source point x + F_t0 and frame1's x + F_t1 (interpolate.py),
+    # clamped (`_footprint`'s arithmetic), as their bilinear cells' flat top-left offsets o0, o1 and fractions
+    # (ax0, ay0), (ax1, ay1). Contiguous flow rows: vectorized. Shared by every row kernel of the latent frames
+    # (`_latent_row`; `latent._gray_rows`), so they all see the same latent images.
+    one = np.float32(1)
+    zero = np.float32(0)
+    wm, hm = np.float32(w - 1), np.float32(h - 1)
+    wm2, hm2 = np.float32(w - 2), np.float32(h - 2)
+    fy = np.float32(y)
+    s = one - t
+    ca = -t * s
+    cb = t * t
+    cc = s * s
+    for x in range(w):
+        fx = np.float32(x)
+        px = min(max(fx + (ca * fx01[x] + cb * fx10[x]), zero), wm)
+        py = min(max(fy + (ca * fy01[x] + cb * fy10[x]), zero), hm)
+        x0 = min(np.floor(px), wm2)
+        y0 = min(np.floor(py), hm2)
+        ax0[x] = px - x0
+        ay0[x] = py - y0
+        o0[x] = np.int32(y0) * np.int32(w) + np.int32(x0)
+        px = min(max(fx + (cc * fx01[x] + ca * fx10[x]), zero), wm)
+        py = min(max(fy + (cc * fy01[x] + ca * fy10[x]), zero), hm)
+        x0 = min(np.floor(px), wm2)
+        y0 = min(np.floor(py), hm2)
+        ax1[x] = px - x0
+        ay1[x] = py - y0
+        o1[x] = np.int32(y0) * np.int32(w) + np.int32(x0)
+
+
+@numba.njit(inline="always")
+def _blend_weights(q0, q1, z0, z1, w, t, o0, ax0, ay0, o1, ax1, ay1, x):
+    # pixel x's two cells from `_row_cells` as unsigned flat offsets e0, e1 (no negative-index handling in the
+    # gathers), their bilinear weights k.. and l.., and the blend weights (w0, w1) of frame0 and frame1:
+    # time times visibility, normalized (_latent_rgb's arithmetic)
+    one = np.float32(1)
+    uw = np.uintp(w)
+    u1 = np.uintp(1)
+    s = one - t
+    e0 = np.uintp(o0[x])
+    e1 = np.uintp(o1[x])
+    p, q = ax0[x], ay0[x]
+    k00, k01, k10, k11 = (one - p) * (one - q), p * (one - q), (one - p) * q, p * q
+    p, q = ax1[x], ay1[x]
+    l00, l01, l10, l11 = (one - p) * (one - q), p * (one - q), (one - p) * q, p * q
+    if z0[e0] & z1[e1]:
+        w0 = s  # both cells fully visible: the weights need no gather and no normalization
+        w1 = t
+    else:
+        w0 = s * _bilinear(q0, e0, e0 + uw, u1, k00, k01, k10, k11)
+        w1 = t * _bilinear(q1, e1, e1 + uw, u1, l00, l01, l10, l11)
+        if w0 + w1 < _MIN_WEIGHT:
+            w0 = s
+            w1 = t
+        norm = one / (w0 + w1)
+        w0 *= norm
+        w1 *= norm
+    return e0, e1, k00, k01, k10, k11, l00, l01, l10, l11, w0, w1
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
