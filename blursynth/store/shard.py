@@ -20,9 +20,9 @@ from the stored data. The index is not part of it, so the digests added to the i
 and the checksums of every run as they were.
 
 Every value ``ShardReader.get`` returns has been checked against its digest (``DIGEST``): xxHash's 64-bit
-XXH3. On a 1280x720 zstd pair (2.5 MB stored) it costs 0.04 ms, 0.2 %
-of ``ShardDataset[i]``'s 20 ms full-frame read and decode (zlib's crc32, the fastest digest in the standard
-library, costs 0.6-0.7 ms there: 3 %, and 8 % of a 256 px crop's 7.3 ms; sha256 1.4 ms; blake2b 2.7 ms). The
+XXH3. On a 1280x720 zstd pair it costs 0.035 ms, 0.17 % of ``ShardDataset[i]``'s 21 ms full-frame read and
+decode (zlib's crc32, the fastest digest in the standard library, 2.0 %; sha256 4.9 %; blake2b 9.0 %:
+benchmarks/integrity.py, results/integrity.json). The
 index names its digest, so a later digest can be added beside it without making older shards unreadable. A
 mismatch, a truncated ``data.mdb`` or a record LMDB cannot read is a ``CorruptRecordError`` that names the
 shard and the sample. Shards written before the digests are read unchecked.
