@@ -32,7 +32,7 @@ RESUME_ADVICE = "free space, then run the same command with --resume"
 # Free space below which a failed LMDB write is taken for a full disk, beyond the bytes it was writing:
 # B-tree and overflow-page overhead of the batch, and the metadata pages of the commit.
 _DISK_MARGIN_BYTES = 1 << 20
-_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})  # what an OSError of a full disk says
 _MAX_GROWTHS = 64  # doubling from one page reaches far beyond any address space long before this
 
 
@@ -189,7 +189,7 @@ def disk_full_error(exc: BaseException, directory: str | os.PathLike, needed_byt
     """
     directory = Path(directory)
     free = free_bytes(directory)
-    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
         full = True
     elif isinstance(exc, lmdb.DiskError):  # py-lmdb's name for ENOSPC
         full = True

@@ -11,14 +11,13 @@ The progress bar is store/progress.py.
 """
 from __future__ import annotations
 
-import errno
 import logging
 import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from .batch import free_bytes
+from .batch import DISK_FULL_ERRNOS, free_bytes
 from .errors import DiskFullError, RunLockedError, StoreError
 from .lock import LOCK_NAME, RunLock
 from .manifest import MANIFEST_NAME, Manifest
@@ -107,7 +106,6 @@ PAIR_RATIO = {"zstd": 0.65, "png": 0.65, "qoi": 0.8}
 BLUR_MAP_RATIO = 0.5  # float16 (u_x, u_y, px) through zstd: 0.42 of w * h * 3 measured
 LMDB_OVERHEAD = 1.1  # pages and keys beyond the value bytes (ShardInfo.nbytes)
 _NEARLY_FULL = 64 << 20
-_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 RESUME = "run the same command with --resume: it writes the rest, with the same bytes as an uninterrupted run"
 
 
@@ -127,7 +125,7 @@ def as_disk_full(exc: BaseException, out: Path, kept: str, shard_bytes: float = 
     while ray_exceptions is not None and isinstance(cause, ray_exceptions.RayTaskError) and cause.cause is not None:
         cause = cause.cause
     free = free_bytes(out)
-    if isinstance(cause, DiskFullError) or (isinstance(cause, OSError) and cause.errno in _FULL_ERRNOS):
+    if isinstance(cause, DiskFullError) or (isinstance(cause, OSError) and cause.errno in DISK_FULL_ERRNOS):
         full = True
     else:
         full = (isinstance(cause, (lmdb.Error, OSError)) and not isinstance(cause, lmdb.MapFullError)
