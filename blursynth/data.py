@@ -58,6 +58,9 @@ class ShardDataset(Dataset):
             drops the sample: ``ds[i]`` is None (``collate`` leaves it out of the batch and counts it), the
             drop is logged and counted in ``skipped`` (this process's count: DataLoader workers count in
             their own copies, and the batches carry theirs as ``batch["skipped"]``).
+        min_crop_blur: with a crop, redraw a window whose mean |blur - sharp| (RGB in [0, 1]) is below this,
+            up to ``CROP_TRIES`` draws in all (``crop_with_blur``): windows where nothing moved teach a
+            deblurring model nothing. 0 (default): the first window, as without the option.
 
     A sample ``ds[i]`` is a dict (or None: a corrupt sample dropped with ``on_corrupt="skip"``):
         ``blur``, ``sharp``: float32 tensors (3, h, w) in [0, 1], RGB (gray images give (1, h, w)).
@@ -85,6 +88,7 @@ class ShardDataset(Dataset):
         seed: int = 0,
         event_bins: int = 5,
         on_corrupt: str = "error",
+        min_crop_blur: float = 0.0,
     ):
         self.root = Path(root)
         self.manifest = Manifest.load(self.root)
@@ -104,6 +108,9 @@ class ShardDataset(Dataset):
         if on_corrupt not in ON_CORRUPT:
             raise ValueError(f"on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}")
         self.on_corrupt = on_corrupt
+        if not min_crop_blur >= 0:
+            raise ValueError(f"min_crop_blur must be >= 0, got {min_crop_blur}")
+        self.min_crop_blur = float(min_crop_blur)
         self.skipped = 0
         self.epoch = 0
         for info in self.manifest.shards:
@@ -165,7 +172,7 @@ class ShardDataset(Dataset):
             arrays[EVENTS_FIELD], scales[EVENTS_FIELD] = events_voxels(reader.get(index, EVENTS_FIELD), meta,
                                                                        self.event_bins, height, width)
         rng = stage_rng(self.seed, i, f"crop/epoch-{self.epoch}")
-        sample = crop_and_augment(arrays, rng, self.crop, self.augment, scales)
+        sample = crop_with_blur(arrays, rng, self.crop, self.augment, scales, self.min_crop_blur)
         for name, keys in windows.items():
             sample[name] = torch.stack([sample.pop(f"{name}/{k}") for k in range(len(keys))])
         sample["meta"] = meta
@@ -293,6 +300,24 @@ class OnTheFly(Dataset):
         if self.source_spec is not None:
             state["_source"] = None  # each worker opens its own (segmentation caches stay per process)
         return state
+
+
+CROP_TRIES = 8  # draws of crop_with_blur before it keeps the last window
+
+
+def crop_with_blur(arrays: dict[str, np.ndarray], rng: np.random.Generator, crop: tuple[int, int] | None,
+                   augment: bool, scales: dict[str, int] | None = None, min_blur: float = 0.0) -> dict[str, Any]:
+    """``crop_and_augment``, redrawn from the same ``rng`` while the window's mean |blur - sharp| is below
+    ``min_blur`` (at most ``CROP_TRIES`` draws; the last is kept). ``min_blur`` 0 or no crop: one draw, exactly
+    ``crop_and_augment``."""
+    sample = crop_and_augment(arrays, rng, crop, augment, scales)
+    if min_blur <= 0 or crop is None or "blur" not in sample or "sharp" not in sample:
+        return sample
+    for _ in range(CROP_TRIES - 1):
+        if float((sample["blur"] - sample["sharp"]).abs().mean()) >= min_blur:
+            break
+        sample = crop_and_augment(arrays, rng, crop, augment, scales)
+    return sample
 
 
 def crop_and_augment(arrays: dict[str, np.ndarray], rng: np.random.Generator, crop: tuple[int, int] | None,

@@ -285,3 +285,42 @@ def test_video_windows_read_as_frame_stacks_with_one_crop(tmp_path):
         assert torch.equal(item["sharp"][0], item["sharp"][1])  # the same window of both frames
     with pytest.raises(ValueError, match="video windows"):
         ShardDataset(out, fields=("blur", "sharp", "events"))[0]
+
+
+def test_crop_with_blur_redraws_windows_where_nothing_moved():
+    from blursynth.data import CROP_TRIES, crop_and_augment, crop_with_blur
+
+    sharp = _photo(0)
+    blur = sharp.copy()
+    blur[16:32, 24:40] = 255 - blur[16:32, 24:40]  # only this 16x16 box differs
+    arrays = {"blur": blur, "sharp": sharp}
+    crop, threshold = (16, 16), 0.05
+
+    def moved(s):
+        return float((s["blur"] - s["sharp"]).abs().mean()) >= threshold
+
+    with_rule, plain = 0, 0
+    for seed in range(60):
+        got = crop_with_blur(arrays, np.random.default_rng(seed), crop, True, None, threshold)
+        # the rule by hand: the first of CROP_TRIES draws from one stream that moved, else the last
+        rng = np.random.default_rng(seed)
+        for _ in range(CROP_TRIES):
+            want = crop_and_augment(arrays, rng, crop, True)
+            if moved(want):
+                break
+        assert torch.equal(got["blur"], want["blur"]) and torch.equal(got["sharp"], want["sharp"])
+        first = crop_and_augment(arrays, np.random.default_rng(seed), crop, True)
+        off = crop_with_blur(arrays, np.random.default_rng(seed), crop, True, None, 0.0)
+        assert torch.equal(off["blur"], first["blur"])  # 0: exactly one draw, as without the option
+        with_rule += moved(got)
+        plain += moved(first)
+    assert plain < 30 and with_rule > 50
+
+
+def test_min_crop_blur_keeps_a_window_of_a_pair_where_nothing_moved(root):
+    ds = ShardDataset(root, crop=16, augment=True, fields=("blur", "sharp"), min_crop_blur=0.05)
+    static = [i for i in range(len(ds)) if ds.locate(i)[1] == 5][0]  # blur == sharp everywhere
+    s = ds[static]
+    assert s["blur"].shape == (3, 16, 16) and torch.equal(s["blur"], s["sharp"])
+    with pytest.raises(ValueError, match="min_crop_blur"):
+        ShardDataset(root, crop=16, min_crop_blur=-1.0)

@@ -228,3 +228,18 @@ def test_folder_pairs_gopro_and_realblur_layouts(tmp_path):
     (tmp_path / "realblur" / "scene001" / "blur" / "blur_3.png").write_bytes(b"")
     with pytest.raises(ValueError, match="blur_3.png"):
         folder_pairs(tmp_path / "realblur", tmp_path / "realblur")
+
+
+def test_psnr_losses_match_skimage_per_image_and_per_batch():
+    from blursynth.train.loop import LOSSES
+
+    rng = np.random.default_rng(0)
+    target = rng.random((3, 3, 16, 16)).astype(np.float32)
+    # one nearly exact image and two poor ones: the per-image mean of dB and the batch's dB differ
+    pred = np.clip(target + rng.normal(0, [[[[0.003]]], [[[0.1]]], [[[0.2]]]], target.shape), 0, 1).astype(np.float32)
+    per_image = -np.mean([peak_signal_noise_ratio(t, p, data_range=1.0) for t, p in zip(target, pred)])
+    batch = -peak_signal_noise_ratio(target, pred, data_range=1.0)
+    got = {k: float(LOSSES[k](torch.from_numpy(pred), torch.from_numpy(target))) for k in ("psnr", "psnr-batch")}
+    assert got["psnr"] == pytest.approx(per_image, abs=5e-3)  # both add 1e-8 to the MSE inside the log
+    assert got["psnr-batch"] == pytest.approx(batch, abs=1e-3)
+    assert abs(per_image - batch) > 5

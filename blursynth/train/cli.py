@@ -23,7 +23,11 @@ import click
 @click.option("--width", type=click.IntRange(min=1), default=None, help="Override the preset's width.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--crop", type=click.IntRange(min=8), default=128, show_default=True, help="Training crop side, px.")
-@click.option("--loss", type=click.Choice(["psnr", "l1"]), default="psnr", show_default=True)
+@click.option("--loss", type=click.Choice(["psnr", "psnr-batch", "l1"]), default="psnr", show_default=True,
+              help="psnr: -PSNR of each crop, averaged (NAFNet's); psnr-batch: -PSNR of the whole batch; l1.")
+@click.option("--min-crop-blur", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="Redraw training crops whose mean |blur - sharp| (in [0, 1]) is below this (up to 8 draws): "
+                   "windows where nothing moved teach nothing. 0: off.")
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--weight-decay", type=float, default=1e-3, show_default=True)
 @click.option("--grad-clip", type=float, default=0.01, show_default=True, help="Max gradient norm; 0: off.")
@@ -40,7 +44,8 @@ import click
 @click.option("--skip-corrupt", is_flag=True,
               help="Drop samples whose stored records are corrupt (counted in the summary) instead of stopping.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train(data, recipe, source, size, val, out, iters, resume, init, preset, width, batch_size, crop, loss, lr, weight_decay,
+def train(data, recipe, source, size, val, out, iters, resume, init, preset, width, batch_size, crop, loss, min_crop_blur,
+          lr, weight_decay,
           grad_clip, workers, seed, val_every, ckpt_every, val_max, device, amp, no_amp, skip_corrupt, no_progress):
     """Train a restoration model on blursynth pairs; continues RUN/last.pt when present."""
     from ..cli import parse_size
@@ -49,13 +54,15 @@ def train(data, recipe, source, size, val, out, iters, resume, init, preset, wid
 
     if (data is None) == (recipe is None):
         raise click.UsageError("give exactly one of --data DIR or --recipe NAME")
+    if recipe is not None and min_crop_blur > 0:
+        raise click.UsageError("--min-crop-blur applies to --data (pairs made on the fly are not redrawn)")
     try:
         cfg = TrainConfig(data=data or "", out=out, iters=iters, val=val, preset=preset, width=width,
                           batch_size=batch_size, crop=crop, loss=loss, lr=lr, min_lr=min(1e-7, lr),
                           weight_decay=weight_decay, grad_clip=grad_clip, workers=workers, seed=seed,
                           val_every=val_every, ckpt_every=ckpt_every, val_max=val_max,
                           amp="off" if no_amp else amp,
-                          device=device, on_corrupt="skip" if skip_corrupt else "error")
+                          device=device, on_corrupt="skip" if skip_corrupt else "error", min_crop_blur=min_crop_blur)
         train_set = None
         if recipe is not None:
             from ..data import OnTheFly

@@ -67,7 +67,7 @@ class TrainConfig:
         val: output directory of validation pairs, or None.
         preset, width: model shape (``model.PRESETS``), optional width override.
         batch_size, crop: batch of random ``crop`` x ``crop`` windows (flipped / transposed).
-        loss: "psnr" (NAFNet's: -PSNR of each image, averaged) or "l1".
+        loss: "psnr" (NAFNet's: -PSNR of each image, averaged), "psnr-batch" (-PSNR of the whole batch) or "l1".
         lr, min_lr, weight_decay, betas: AdamW with a cosine schedule from lr to min_lr over ``iters``.
         grad_clip: max global gradient norm (NAFNet clips at 0.01); 0 disables.
         workers: DataLoader workers.
@@ -80,6 +80,7 @@ class TrainConfig:
         device: "auto" (CUDA when available), "cpu" or "cuda[:N]".
         on_corrupt: what a stored record that fails its digest check does (``ShardDataset``): "error" stops
             the run with ``CorruptRecordError``; "skip" drops the sample from its batch and counts it.
+        min_crop_blur: ``ShardDataset``'s: redraw training crops whose mean |blur - sharp| is below this.
     """
 
     data: str = ""
@@ -105,6 +106,7 @@ class TrainConfig:
     amp: str = "auto"
     device: str = "auto"
     on_corrupt: str = "error"
+    min_crop_blur: float = 0.0
 
     def __post_init__(self):
         if self.iters < 1:
@@ -125,6 +127,8 @@ class TrainConfig:
             self.amp = "auto" if self.amp else "off"
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if not self.min_crop_blur >= 0:
+            raise ValueError(f"min_crop_blur must be >= 0, got {self.min_crop_blur}")
         if self.on_corrupt not in ("error", "skip"):
             raise ValueError(f"on_corrupt must be error or skip, got {self.on_corrupt!r}")
 
@@ -162,7 +166,14 @@ def psnr_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (10.0 / math.log(10.0)) * torch.log(mse + 1e-8).mean()
 
 
-LOSSES = {"l1": l1_loss, "psnr": psnr_loss}
+def psnr_batch_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-PSNR in dB of the whole batch (the log of its mean squared error): each pixel weighs the same, so crops
+    where nothing moved (error near 0, whose log dominates ``psnr_loss``) do not drown the blurred ones."""
+    mse = (pred - target).pow(2).mean()
+    return (10.0 / math.log(10.0)) * torch.log(mse + 1e-8)
+
+
+LOSSES = {"l1": l1_loss, "psnr": psnr_loss, "psnr-batch": psnr_batch_loss}
 
 
 def cosine_lr(step: int, iters: int, lr: float, min_lr: float) -> float:
@@ -209,7 +220,8 @@ def train(cfg: TrainConfig, train_set: Dataset | None = None, val_set: Dataset |
     if train_set is None:
         if not cfg.data:
             raise ValueError("no training data: give --data DIR")
-        train_set = ShardDataset(cfg.data, crop=cfg.crop, augment=True, seed=cfg.seed, on_corrupt=cfg.on_corrupt)
+        train_set = ShardDataset(cfg.data, crop=cfg.crop, augment=True, seed=cfg.seed, on_corrupt=cfg.on_corrupt,
+                                 min_crop_blur=cfg.min_crop_blur)
     if val_set is None and cfg.val:
         val_set = ShardDataset(cfg.val, on_corrupt=cfg.on_corrupt)
     per_epoch = len(train_set) // cfg.batch_size
