@@ -251,3 +251,11 @@ def test_light_sources_get_the_full_highlight_boost_and_saturate_after_blur():
     assert plain.layers[0].rgb[21, 31, 0] == pytest.approx(lin, rel=1e-5)
     assert lit.layers[0].rgb[21, 31, 0] == pytest.approx(4 * lin, rel=1e-5)
     assert lit.layers[0].rgb[5, 5, 0] == plain.layers[0].rgb[5, 5, 0]
+
+
+def test_recipe_dataclass_defaults_equal_pipelines_default_yaml():
+    """The default recipe is written twice (the dataclass defaults and pipelines/default.yaml): they must agree,
+    field by field, so that a change to one is a test failure until the other follows."""
+    from blursynth.recipe import Recipe
+
+    assert Recipe().validate().to_dict() == load_recipe("default").to_dict()
