@@ -106,10 +106,11 @@ def arm_recipe(name: str, size):
 def make_data(name: str, budget: dict, seed: int, work: Path) -> Path:
     """Generate (or reuse) arm ``name``'s training pairs for ``seed``; returns the output directory."""
     from blursynth.runner import run_generate
+    from blursynth.store import Manifest
 
     out = work / f"data-{name}-s{seed}"
-    if not (out / "manifest.json").is_file() or json.loads((out / "manifest.json").read_text()).get("num_written", 0) \
-            < budget["pairs"]:
+    # the saved manifest has no count of its own: Manifest.num_written sums its shards
+    if not (out / "manifest.json").is_file() or Manifest.load(out).num_written < budget["pairs"]:
         run_generate(arm_recipe(name, budget["size"]), "builtin", budget["pairs"], out, seed=seed, shard_size=256,
                      progress=False, resume=out.exists())
     return out
@@ -421,10 +422,11 @@ def main(argv=None) -> dict:
             budget[key] = getattr(args, key)
     if args.size:
         budget["size"] = [int(v) for v in args.size.lower().split("x")]
-    for name, spec in json.loads(args.extra_arms or "{}").items():
+    extra = json.loads(args.extra_arms or "{}")
+    for name, spec in extra.items():
         ARMS[name] = Arm(spec.get("recipe", "default"), spec.get("overrides", {}), spec.get("what", ""))
     names = [n.strip() for n in args.arms.split(",") if n.strip()]
-    names += [n for n in json.loads(args.extra_arms or "{}") if n not in names]
+    names += [n for n in extra if n not in names]
     unknown = [n for n in names if n not in ARMS]
     if unknown:
         ap.error(f"unknown arm(s) {', '.join(unknown)} (known: {', '.join(ARMS)})")

@@ -38,16 +38,6 @@ def stats(pairs) -> dict:
             "blurred_pixel_share": float(np.mean(moved))}
 
 
-def shard_pairs(root: Path):
-    from blursynth.data import ShardDataset
-
-    ds = ShardDataset(root)
-    for i in range(len(ds)):
-        s = ds[i]
-        yield (np.round(s["blur"].numpy().transpose(1, 2, 0) * 255).astype(np.uint8),
-               np.round(s["sharp"].numpy().transpose(1, 2, 0) * 255).astype(np.uint8))
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", required=True, help="A generalization.py --work directory.")
@@ -55,11 +45,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--width", type=int, default=160, help="Width of the real pairs (the run's test_width).")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "pair_stats.json"))
     args = ap.parse_args(argv)
+    from blursynth.train.evaluate import shard_pairs
+
     work = Path(args.work)
     report = {"seed": args.seed, "width": args.width, "arms": {}, "real": {}}
     for data in sorted(work.glob(f"data-*-s{args.seed}")):
         name = data.name[len("data-"): -len(f"-s{args.seed}")]
-        report["arms"][name] = stats(shard_pairs(data))
+        report["arms"][name] = stats((p.blur, p.sharp) for p in shard_pairs(data))
     for split in ("test", "train"):
         pairs = realblur.build(split, args.width)
         report["real"][split] = stats((p.blur, p.sharp) for p in pairs)

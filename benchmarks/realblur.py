@@ -54,13 +54,12 @@ def load_clip(name: str, width: int) -> list[np.ndarray]:
 
 
 def scene_cuts(frames: list[np.ndarray]) -> set[int]:
-    """Intervals i (between frame i and i + 1) that are scene cuts by the ``video`` path's rule: fewer than
-    ``video.blur``'s default ``min_visible`` share of pixels pass the flow's forward-backward check."""
-    import inspect
+    """Intervals i (between frame i and i + 1) that are scene cuts by the ``video`` command's rule: fewer than
+    the video recipe's ``flow.min_visible`` share of pixels pass the flow's forward-backward check."""
+    from blursynth.video.blur import interval
+    from blursynth.video.recipe import VideoFlowRecipe
 
-    from blursynth.video.blur import blur_frames, interval
-
-    min_visible = inspect.signature(blur_frames).parameters["min_visible"].default
+    min_visible = VideoFlowRecipe().min_visible
     return {i for i in range(len(frames) - 1) if interval(frames[i], frames[i + 1]).visible_fraction < min_visible}
 
 
@@ -87,9 +86,10 @@ def segments(n: int, cuts: set[int], split: str) -> list[tuple[int, int]]:
 def linear_average(frames: list[np.ndarray]) -> np.ndarray:
     """uint8 RGB: the mean of uint8 sRGB frames taken in linear light, encoded back to sRGB (8 bits)."""
     from blursynth.camera import Response, encode_u8
+    from blursynth.video.interpolate import linear_lut
 
     srgb = Response("srgb")
-    lut = srgb.lut_to_linear()
+    lut = linear_lut(srgb)  # the video path's cached table, made once, not per window
     linear = np.mean([lut[f] for f in frames], axis=0, dtype=np.float64).astype(np.float32)
     return encode_u8(linear, 1.0, srgb.code_thresholds())
 
