@@ -182,29 +182,24 @@ def run_plan(sizes: Sizes, work: Path, floors: Floors, only: set[str] | None = N
             floors.generate(row, out, cores=1 if workers else cores)
         keep(row)
 
-    if want("video_640x272"):
-        clip = bikes()
-        frames = ["--max-frames", str(sizes.video_native_frames)] if sizes.video_native_frames else []
-        out = work / "video_native"
-        m = bench.run(["video", str(clip), "--out", str(out), "--no-progress"] + frames)
-        row = _video_row(m, "video_640x272", f"bikes.mp4 (640x272), {_frames_text(sizes.video_native_frames)}, "
-                         "default video recipe (latent auto, lmdb)", out)
+    def video(name: str, clip, out_name: str, options: list[str], what: str) -> None:
+        out = work / out_name
+        m = bench.run(["video", str(clip), "--out", str(out), "--no-progress"] + options)
+        row = _video_row(m, name, f"{what}, default video recipe (latent auto, lmdb)", out)
         if m.ok:
             floors.video(row, out, cores)
         keep(row)
 
+    if want("video_640x272"):
+        frames = ["--max-frames", str(sizes.video_native_frames)] if sizes.video_native_frames else []
+        video("video_640x272", bikes(), "video_native", frames,
+              f"bikes.mp4 (640x272), {_frames_text(sizes.video_native_frames)}")
+
     if want("video_720p"):
-        clip = bigbuckbunny()
         resize = [] if sizes.video_720p_resize is None else ["--resize", _wxh(sizes.video_720p_resize)]
-        out = work / "video_720p"
-        m = bench.run(["video", str(clip), "--out", str(out), "--no-progress", "--max-frames",
-                       str(sizes.video_720p_frames)] + resize)
         where = "1280x720" if not resize else f"resized to {_wxh(sizes.video_720p_resize)}"
-        row = _video_row(m, "video_720p", f"bigbuckbunny.mp4 ({where}), first {sizes.video_720p_frames} frames, "
-                         "default video recipe (latent auto, lmdb)", out)
-        if m.ok:
-            floors.video(row, out, cores)
-        keep(row)
+        video("video_720p", bigbuckbunny(), "video_720p", ["--max-frames", str(sizes.video_720p_frames)] + resize,
+              f"bigbuckbunny.mp4 ({where}), first {sizes.video_720p_frames} frames")
 
     if want("events_video"):
         clip = bikes() if sizes.events_clip_frames is None else \
