@@ -3,57 +3,16 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shlex
 import sys
 from pathlib import Path
 
 import click
 
+# parse_count, parse_size and option_sets stay importable from here for callers of the old names.
+from .commands.options import Count, option_sets, parse_count, parse_size, resolve_device_option  # noqa: F401
 from .recipe import RecipeError, load_recipe
 from .store.errors import StoreError
-
-_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
-
-
-def parse_count(text: str | int) -> int:
-    """'1000', '1k', '100k', '1M', '2.5k' -> int. Raises click.BadParameter otherwise."""
-    if isinstance(text, int):
-        return text
-    match = _COUNT.match(str(text))
-    if not match:
-        raise click.BadParameter(f"{text!r} is not a count (examples: 1000, 1k, 100k, 1M)")
-    value = float(match.group(1)) * {"": 1, "k": 1_000, "m": 1_000_000}[match.group(2).lower()]
-    if value != int(value):
-        raise click.BadParameter(f"{text!r} is not a whole number of samples")
-    return int(value)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text or "")
-    if not match:
-        raise click.BadParameter(f"{text!r} is not a size WIDTHxHEIGHT (e.g. 1280x720)")
-    return int(match.group(1)), int(match.group(2))
-
-
-def option_sets(pairs) -> list[str]:
-    """`--set` overrides for the options a command was given: "KEY=VALUE" for each (key, value) in `pairs` whose
-    value is not None, in order; booleans spelled true/false, as the recipe YAML has them."""
-    return [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in pairs
-            if value is not None]
-
-
-class _Count(click.ParamType):
-    name = "count"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, str) and value.strip().startswith("-"):
-            self.fail(f"{value!r}: a count must not be negative", param, ctx)
-        try:
-            return parse_count(value)
-        except click.BadParameter as exc:
-            self.fail(str(exc), param, ctx)
-
 
 class StoreFailure(click.ClickException):
     """A StoreError ended a command: its message, and its exit code (store/errors.py: 3 locked, 4 disk full,
@@ -84,7 +43,7 @@ def main(verbose: int) -> None:
 
 
 @main.command()
-@click.option("--num", "num", type=_Count(), required=True, help="Samples to make: 1000, 1k, 100k, 1M.")
+@click.option("--num", "num", type=Count(), required=True, help="Samples to make: 1000, 1k, 100k, 1M.")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output directory.")
 @click.option("--recipe", default="default", show_default=True, help="Recipe name (blursynth/pipelines/) or YAML path.")
 @click.option("--source", default="builtin", show_default=True,
@@ -148,17 +107,6 @@ def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, 
         raise click.ClickException(str(exc)) from exc
     for line in summary.lines():
         click.echo(line)
-
-
-def resolve_device_option(device: str, method: str = "exact") -> str:
-    """--device of generate, events and video, checked before any work: "cpu", "cuda" or "cuda:N" (auto
-    resolved). A device that cannot run here is a usage error (exit code 2) naming the reason."""
-    from .cuda import resolve_device
-
-    try:
-        return resolve_device(device.strip().lower(), method)
-    except (ValueError, RuntimeError) as exc:
-        raise click.UsageError(f"--device {device}: {exc}") from exc
 
 
 def _sam_options(source: str, checkpoint: str | None, model: str | None) -> dict | None:

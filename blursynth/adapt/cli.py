@@ -34,7 +34,7 @@ def adapt(inputs, out, recipe, ratio, max_blur_px, patch_size, exposure_ratio, p
     Blur/RGB/*.png, folders of frames), measure how that domain blurs and how noisy it is, and reblur the
     patches with matching blur and noise into LMDB shards in OUT (read them with ShardDataset, fine-tune with
     `blursynth train`)."""
-    from ..cli import option_sets
+    from ..commands.options import option_sets
     from ..recipe import RecipeError
     from .run import AdaptError, run_adapt
     from .settings import load_settings

@@ -48,7 +48,7 @@ def train(data, recipe, source, size, val, out, iters, resume, init, preset, wid
           lr, weight_decay,
           grad_clip, workers, seed, val_every, ckpt_every, val_max, device, amp, no_amp, skip_corrupt, no_progress):
     """Train a restoration model on blursynth pairs; continues RUN/last.pt when present."""
-    from ..cli import parse_size
+    from ..commands.options import parse_size
     from .loop import TrainConfig
     from .loop import train as run_train
 
