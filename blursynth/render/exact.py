@@ -15,6 +15,7 @@ import numpy as np
 from ..motion import exposure_times
 from ..scene import Scene
 from .pack import PackedLayers, crop_boxes, image_to_crop, pad_transparent
+from .samples import samples_for
 
 # compositing stops once the remaining transmittance is below this
 OPAQUE_EPS = 1e-6
@@ -49,7 +50,6 @@ def plan_exact(packed: PackedLayers, scene: Scene, samples: int | None = None, m
     moving segment gets its own sample count, and the pixels inside its swept footprint (where its alpha is
     non-zero at some time, see `_footprints`) use the largest count among the footprints covering them and the
     background's (per BG_GRID cell). `samples` fixes one count for every pixel instead."""
-    from . import samples_for
 
     width, height = scene.size
     L = len(scene.layers)
