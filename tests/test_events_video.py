@@ -136,7 +136,14 @@ def test_gray_latent_is_the_reference_and_the_video_kernel_to_float32_rounding(s
         rgb = np.zeros_like(lin0)
         _accumulate_interval(lin0, lin1, iv, np.array([t]), rgb)
         assert _ulps(got[k], downscale(to_gray(rgb), scale)) <= VIDEO_ULPS
-    np.testing.assert_array_equal(got[-1], downscale(to_gray(lin1), scale))  # tau = 1 is the real frame
+    # tau = 1 is the real frame: exactly at full size. Downscaled, the area mean's sum order is numpy's (SIMD
+    # width, so the CPU's) on one side and the kernel's on the other: on an Intel Xeon 24 of 384 pixels at
+    # scale 4 differed, by at most 2 ulps (scales 2 and 3 exact; all exact on the AMD EPYC where this test was
+    # written).
+    if scale == 1:
+        np.testing.assert_array_equal(got[-1], to_gray(lin1))
+    else:
+        assert _ulps(got[-1], downscale(to_gray(lin1), scale)) <= 2
 
 
 def test_gray_latent_occlusions_and_thread_count():
