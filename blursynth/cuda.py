@@ -352,14 +352,14 @@ def _sharp_maps(layers: _DeviceLayers, packed: list[PackedLayers], scenes: list[
     uses the layers uploaded for packed[0]."""
     import torch
 
-    from .render.exact import _per_sample
+    from .render.exact import per_sample_transforms
 
     width, height = scenes[0].size
     desc, H_rows, box_rows, S_rows, E_rows = [], [], [], [], []
     r_base = 0
     for b, (p, scene, t) in enumerate(zip(packed, scenes, times)):
         L = len(scene.layers)
-        Hinv, boxes = _per_sample(p, scene, np.array([t]))
+        Hinv, boxes = per_sample_transforms(p, scene, np.array([t]))
         H_rows.append(Hinv[0].reshape(L, 9))
         box_rows.append(boxes[0])
         if with_map:

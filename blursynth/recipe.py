@@ -149,7 +149,7 @@ class Recipe:
     events: EventsRecipe = field(default_factory=EventsRecipe)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(dataclasses.asdict(self))
+        return to_plain(dataclasses.asdict(self))
 
     def validate(self) -> "Recipe":
         _validate(self)
@@ -193,7 +193,7 @@ def load_data(name_or_path: str | Path | None, overrides: dict[str, Any] | list[
 
 
 def recipe_from_dict(data: dict[str, Any]) -> Recipe:
-    return _build(Recipe, data, "").validate()
+    return build_dataclass(Recipe, data, "").validate()
 
 
 def _parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
@@ -223,7 +223,9 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _build(cls, data: Any, prefix: str):
+def build_dataclass(cls, data: Any, prefix: str):
+    """A `cls` dataclass from a YAML mapping, nested dataclasses included; an unknown or mistyped field is a
+    RecipeError naming it under `prefix`. Shared by the recipe, video-recipe and adapt-settings loaders."""
     if not isinstance(data, dict):
         raise RecipeError(f"{prefix or 'recipe'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -239,7 +241,7 @@ def _build(cls, data: Any, prefix: str):
 
 def _coerce(hint, value, name: str):
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, name)
+        return build_dataclass(hint, value, name)
     origin = typing.get_origin(hint)
     if origin is tuple:
         args = typing.get_args(hint)
@@ -279,86 +281,88 @@ def _validate(r: Recipe) -> None:
     from .store.codec import IMAGE_CODECS
 
     w, h = r.size
-    _check(w >= 16 and h >= 16, "size", f"must be at least 16x16, got {w}x{h}")
-    _check(w <= 16384 and h <= 16384, "size", f"must be at most 16384 on a side, got {w}x{h}")
+    check_field(w >= 16 and h >= 16, "size", f"must be at least 16x16, got {w}x{h}")
+    check_field(w <= 16384 and h <= 16384, "size", f"must be at most 16384 on a side, got {w}x{h}")
     for name in ("length_px", "fov_deg", "roll_deg", "parallax_px"):
-        _range(f"shake.{name}", getattr(r.shake, name), lo=0.0)
-    _check(0 < r.shake.fov_deg[0] and r.shake.fov_deg[1] < 170, "shake.fov_deg", "must lie in (0, 170) degrees")
+        check_range(f"shake.{name}", getattr(r.shake, name), lo=0.0)
+    check_field(0 < r.shake.fov_deg[0] and r.shake.fov_deg[1] < 170, "shake.fov_deg", "must lie in (0, 170) degrees")
     known = {"bf", "gp", "rotational", "none"}
     for model, p in r.shake.models.items():
-        _check(model in known, f"shake.models.{model}", f"unknown shake model (known: {', '.join(sorted(known))})")
-        _check(p >= 0, f"shake.models.{model}", "probability must be >= 0")
-    _check(sum(r.shake.models.values()) > 0, "shake.models", "probabilities must not all be 0")
+        check_field(model in known, f"shake.models.{model}", f"unknown shake model (known: {', '.join(sorted(known))})")
+        check_field(p >= 0, f"shake.models.{model}", "probability must be >= 0")
+    check_field(sum(r.shake.models.values()) > 0, "shake.models", "probabilities must not all be 0")
     o = r.scene.objects
-    _range("scene.objects.count", o.count, lo=0)
-    _check(0 <= o.min_area <= o.max_area <= 1, "scene.objects.min_area", "need 0 <= min_area <= max_area <= 1")
-    _range("scene.objects.speed_px", o.speed_px, lo=0.0)
-    _range("scene.objects.curvature", o.curvature)
-    _range("scene.objects.rotation_deg", o.rotation_deg)
-    _range("scene.objects.scale", o.scale, lo=1e-3)
-    _range("scene.objects.depth", o.depth, lo=1e-3)
-    _check(o.depth[1] <= 1.0, "scene.objects.depth", "objects must not lie behind the background (depth <= 1)")
-    _check(r.scene.feather_px >= 0, "scene.feather_px", "must be >= 0")
-    _check(r.scene.inpaint_scale >= 1, "scene.inpaint_scale", "must be >= 1")
-    _range("scene.highlight_boost", r.scene.highlight_boost, lo=0.0)
-    _check(0 < r.scene.highlight_threshold <= 1, "scene.highlight_threshold", "must lie in (0, 1]")
+    check_range("scene.objects.count", o.count, lo=0)
+    check_field(0 <= o.min_area <= o.max_area <= 1, "scene.objects.min_area", "need 0 <= min_area <= max_area <= 1")
+    check_range("scene.objects.speed_px", o.speed_px, lo=0.0)
+    check_range("scene.objects.curvature", o.curvature)
+    check_range("scene.objects.rotation_deg", o.rotation_deg)
+    check_range("scene.objects.scale", o.scale, lo=1e-3)
+    check_range("scene.objects.depth", o.depth, lo=1e-3)
+    check_field(o.depth[1] <= 1.0, "scene.objects.depth", "objects must not lie behind the background (depth <= 1)")
+    check_field(r.scene.feather_px >= 0, "scene.feather_px", "must be >= 0")
+    check_field(r.scene.inpaint_scale >= 1, "scene.inpaint_scale", "must be >= 1")
+    check_range("scene.highlight_boost", r.scene.highlight_boost, lo=0.0)
+    check_field(0 < r.scene.highlight_threshold <= 1, "scene.highlight_threshold", "must lie in (0, 1]")
     c = r.camera
-    _range("camera.gain", c.gain, lo=1e-3)
-    _range("camera.gamma_range", c.gamma_range, lo=0.1)
-    _range("camera.shot", c.shot, lo=0.0)
-    _range("camera.read", c.read, lo=0.0)
-    _range("camera.jpeg_quality", c.jpeg_quality, lo=1)
-    _check(c.jpeg_quality[1] <= 100, "camera.jpeg_quality", "must be <= 100")
+    check_range("camera.gain", c.gain, lo=1e-3)
+    check_range("camera.gamma_range", c.gamma_range, lo=0.1)
+    check_range("camera.shot", c.shot, lo=0.0)
+    check_range("camera.read", c.read, lo=0.0)
+    check_range("camera.jpeg_quality", c.jpeg_quality, lo=1)
+    check_field(c.jpeg_quality[1] <= 100, "camera.jpeg_quality", "must be <= 100")
     for name in ("srgb_prob", "noise_prob", "jpeg_prob"):
-        _check(0 <= getattr(c, name) <= 1, f"camera.{name}", "probability must lie in [0, 1]")
-    _check(r.render.method in ("exact", "layered", "sbdd"), "render.method",
+        check_field(0 <= getattr(c, name) <= 1, f"camera.{name}", "probability must lie in [0, 1]")
+    check_field(r.render.method in ("exact", "layered", "sbdd"), "render.method",
            f"must be 'exact', 'layered' or 'sbdd', got {r.render.method!r}")
-    _check(o.model in ("affine", "kernel"), "scene.objects.model", f"must be 'affine' or 'kernel', got {o.model!r}")
+    check_field(o.model in ("affine", "kernel"), "scene.objects.model", f"must be 'affine' or 'kernel', got {o.model!r}")
     if r.render.method == "sbdd":
         k = r.render.kernel_size
-        _check(k >= 3 and k % 2 == 1, "render.kernel_size", f"must be odd and >= 3, got {k}")
+        check_field(k >= 3 and k % 2 == 1, "render.kernel_size", f"must be odd and >= 3, got {k}")
         # a path centred on mid-exposure reaches at most half its length from the kernel centre
-        _check(r.shake.length_px[1] <= k - 3, "shake.length_px", f"must be <= {k - 3} to fit a {k}x{k} kernel")
-        _check(o.speed_px[1] <= k - 3, "scene.objects.speed_px", f"must be <= {k - 3} to fit a {k}x{k} kernel")
-        _check(r.shake.parallax_px == (0.0, 0.0), "shake.parallax_px", "must be [0, 0] with render.method=sbdd")
-        _check(o.model == "kernel", "scene.objects.model", "must be 'kernel' with render.method=sbdd")
+        check_field(r.shake.length_px[1] <= k - 3, "shake.length_px", f"must be <= {k - 3} to fit a {k}x{k} kernel")
+        check_field(o.speed_px[1] <= k - 3, "scene.objects.speed_px", f"must be <= {k - 3} to fit a {k}x{k} kernel")
+        check_field(r.shake.parallax_px == (0.0, 0.0), "shake.parallax_px", "must be [0, 0] with render.method=sbdd")
+        check_field(o.model == "kernel", "scene.objects.model", "must be 'kernel' with render.method=sbdd")
     if r.render.method in ("layered", "sbdd"):
         # convolution needs translation-only motion: say which fields would break it, before any work
         m = r.render.method
-        _check(r.shake.models.get("rotational", 0) == 0, "shake.models.rotational",
+        check_field(r.shake.models.get("rotational", 0) == 0, "shake.models.rotational",
                f"must be 0 with render.method={m} (camera rotation is not a translation)")
         if o.model == "affine":
-            _check(tuple(o.rotation_deg) == (0.0, 0.0), "scene.objects.rotation_deg", f"must be [0, 0] with render.method={m}")
-            _check(tuple(o.scale) == (1.0, 1.0), "scene.objects.scale", f"must be [1, 1] with render.method={m}")
-    _check(0 <= r.render.reference_time <= 1, "render.reference_time", "must lie in [0, 1]")
-    _check(1 <= r.render.max_samples <= 4096, "render.max_samples", "must lie in [1, 4096]")
-    _check(r.output.codec in IMAGE_CODECS, "output.codec", f"must be one of {', '.join(IMAGE_CODECS)}")
+            check_field(tuple(o.rotation_deg) == (0.0, 0.0), "scene.objects.rotation_deg", f"must be [0, 0] with render.method={m}")
+            check_field(tuple(o.scale) == (1.0, 1.0), "scene.objects.scale", f"must be [1, 1] with render.method={m}")
+    check_field(0 <= r.render.reference_time <= 1, "render.reference_time", "must lie in [0, 1]")
+    check_field(1 <= r.render.max_samples <= 4096, "render.max_samples", "must lie in [1, 4096]")
+    check_field(r.output.codec in IMAGE_CODECS, "output.codec", f"must be one of {', '.join(IMAGE_CODECS)}")
     _validate_events(r)
 
 
 def _validate_events(r: Recipe) -> None:
     e = r.events
     for name in ("threshold_pos", "threshold_neg", "log_eps", "exposure_s"):
-        _check(getattr(e, name) > 0, f"events.{name}", f"must be > 0, got {getattr(e, name)}")
+        check_field(getattr(e, name) > 0, f"events.{name}", f"must be > 0, got {getattr(e, name)}")
     for name in ("refractory_s", "gap_s"):
-        _check(getattr(e, name) >= 0, f"events.{name}", f"must be >= 0, got {getattr(e, name)}")
-    _check(e.scale >= 1, "events.scale", f"must be an integer >= 1, got {e.scale}")
+        check_field(getattr(e, name) >= 0, f"events.{name}", f"must be >= 0, got {getattr(e, name)}")
+    check_field(e.scale >= 1, "events.scale", f"must be an integer >= 1, got {e.scale}")
     w, h = r.size
-    _check(w // e.scale >= 1 and h // e.scale >= 1, "events.scale", f"{e.scale} leaves no pixel of {w}x{h}")
-    _check(e.samples == 0 or e.samples >= 2, "events.samples", f"must be 0 (adaptive) or >= 2, got {e.samples}")
-    _check(2 <= e.max_samples <= 4096, "events.max_samples", f"must lie in [2, 4096], got {e.max_samples}")
+    check_field(w // e.scale >= 1 and h // e.scale >= 1, "events.scale", f"{e.scale} leaves no pixel of {w}x{h}")
+    check_field(e.samples == 0 or e.samples >= 2, "events.samples", f"must be 0 (adaptive) or >= 2, got {e.samples}")
+    check_field(2 <= e.max_samples <= 4096, "events.max_samples", f"must lie in [2, 4096], got {e.max_samples}")
     for name, value in e.noise.to_dict().items():
-        _check(value >= 0, f"events.noise.{name}", f"must be >= 0, got {value}")
-    _check(e.noise.hot_pixel_fraction <= 1, "events.noise.hot_pixel_fraction", "must lie in [0, 1]")
+        check_field(value >= 0, f"events.noise.{name}", f"must be >= 0, got {value}")
+    check_field(e.noise.hot_pixel_fraction <= 1, "events.noise.hot_pixel_fraction", "must lie in [0, 1]")
 
 
-def _range(name: str, value, lo: float | None = None) -> None:
-    _check(value[0] <= value[1], name, f"range must be [low, high] with low <= high, got {list(value)}")
+def check_range(name: str, value, lo: float | None = None) -> None:
+    """A [low, high] field: low <= high, and low >= `lo` when given, or a RecipeError naming `name`."""
+    check_field(value[0] <= value[1], name, f"range must be [low, high] with low <= high, got {list(value)}")
     if lo is not None:
-        _check(value[0] >= lo, name, f"must be >= {lo}, got {list(value)}")
+        check_field(value[0] >= lo, name, f"must be >= {lo}, got {list(value)}")
 
 
-def _check(ok: bool, name: str, message: str) -> None:
+def check_field(ok: bool, name: str, message: str) -> None:
+    """RecipeError("recipe field NAME: MESSAGE") unless `ok`."""
     if not ok:
         raise RecipeError(f"recipe field {name}: {message}")
 
@@ -367,9 +371,10 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _to_plain(obj):
+def to_plain(obj):
+    """Dicts, lists and scalars only (tuples become lists), as YAML and JSON write them."""
     if isinstance(obj, dict):
-        return {k: _to_plain(v) for k, v in obj.items()}
+        return {k: to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_to_plain(v) for v in obj]
+        return [to_plain(v) for v in obj]
     return obj

@@ -28,7 +28,7 @@ from blursynth.camera import Response, add_noise, encode_u8
 from blursynth.events import simulate
 from blursynth.motion import Motion, object_motion, rotational_motion
 from blursynth.render import render
-from blursynth.render.exact import _integrate, _per_sample, integrate_exact, sharp_and_blur_map
+from blursynth.render.exact import _integrate, integrate_exact, per_sample_transforms, sharp_and_blur_map
 from blursynth.render.pack import pack_layers
 from blursynth.scene import Layer, Scene
 
@@ -179,7 +179,7 @@ def test_sharp_and_blur_map_equal_numba(host, seed):
     packed = pack_layers(scene)
     for t in (0.5, 0.13):
         sharp_ref, map_ref = sharp_and_blur_map(packed, scene, t)
-        Hinv, boxes = _per_sample(packed, scene, np.array([t]))
+        Hinv, boxes = per_sample_transforms(packed, scene, np.array([t]))
         ref_t = [l.motion.at(t)[0] for l in scene.layers]
         S = np.stack([l.motion.at(0.0)[0] @ np.linalg.inv(r) for l, r in zip(scene.layers, ref_t)])
         E = np.stack([l.motion.at(1.0)[0] @ np.linalg.inv(r) for l, r in zip(scene.layers, ref_t)])

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..recipe import RecipeError, _build, _to_plain, load_data
+from ..recipe import RecipeError, build_dataclass, load_data, to_plain
 
 MIN_PATCH_PX = 32
 
@@ -74,7 +74,7 @@ class AdaptSettings:
     output: AdaptOutput = field(default_factory=AdaptOutput)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(dataclasses.asdict(self))
+        return to_plain(dataclasses.asdict(self))
 
     @property
     def stride(self) -> int:
@@ -95,7 +95,7 @@ def load_settings(name_or_path: str | Path = "adapt",
 
 
 def settings_from_dict(data: dict[str, Any]) -> AdaptSettings:
-    return _build(AdaptSettings, data, "").validate()
+    return build_dataclass(AdaptSettings, data, "").validate()
 
 
 def _validate(s: AdaptSettings) -> None:

@@ -66,7 +66,7 @@ def plan_exact(packed: PackedLayers, scene: Scene, samples: int | None = None, m
     Hinv = np.empty((start[-1], L, 3, 3))
     boxes = np.empty((start[-1], L, 4), dtype=np.int64)
     for g, n in enumerate(levels):
-        Hinv[start[g]:start[g + 1]], boxes[start[g]:start[g + 1]] = _per_sample(packed, scene, exposure_times(int(n)))
+        Hinv[start[g]:start[g + 1]], boxes[start[g]:start[g + 1]] = per_sample_transforms(packed, scene, exposure_times(int(n)))
     index = np.zeros(levels[-1] + 1, dtype=np.int64)
     index[levels] = np.arange(len(levels))
     level, covered = _footprints(scene, [level_of[c] for c in counts], index[bg_counts])
@@ -228,7 +228,7 @@ def _footprints(scene: Scene, need: list[int], bg_level: np.ndarray) -> tuple[np
 def sharp_and_blur_map(packed: PackedLayers, scene: Scene, reference_time: float) -> tuple[np.ndarray, np.ndarray]:
     """Latent image at `reference_time` and the per-pixel displacement over the exposure (see Exposure)."""
     width, height = scene.size
-    Hinv, boxes = _per_sample(packed, scene, np.array([reference_time]))
+    Hinv, boxes = per_sample_transforms(packed, scene, np.array([reference_time]))
     # image at reference time -> image at t = 0 and t = 1, per layer
     to_start = np.stack([l.motion.at(0.0)[0] @ np.linalg.inv(l.motion.at(reference_time)[0]) for l in scene.layers])
     to_end = np.stack([l.motion.at(1.0)[0] @ np.linalg.inv(l.motion.at(reference_time)[0]) for l in scene.layers])
@@ -239,7 +239,7 @@ def sharp_and_blur_map(packed: PackedLayers, scene: Scene, reference_time: float
     return sharp, blur_map
 
 
-def _per_sample(packed: PackedLayers, scene: Scene, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def per_sample_transforms(packed: PackedLayers, scene: Scene, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, L, 3, 3) image-to-crop homographies and (N, L, 4) image-space boxes per time sample and layer."""
     width, height = scene.size
     n, L = len(times), len(scene.layers)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..recipe import _build, _check, _range, _to_plain, load_data
+from ..recipe import build_dataclass, check_field, check_range, load_data, to_plain
 
 Range = tuple[float, float]
 
@@ -113,7 +113,7 @@ class VideoRecipe:
     output: VideoOutputRecipe = field(default_factory=VideoOutputRecipe)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(dataclasses.asdict(self))
+        return to_plain(dataclasses.asdict(self))
 
     def validate(self) -> "VideoRecipe":
         _validate(self)
@@ -128,7 +128,7 @@ def load_video_recipe(name_or_path: str | Path | None = None,
 
 
 def video_recipe_from_dict(data: dict[str, Any]) -> VideoRecipe:
-    return _build(VideoRecipe, data, "").validate()
+    return build_dataclass(VideoRecipe, data, "").validate()
 
 
 def response_of(recipe: VideoRecipe):
@@ -141,52 +141,52 @@ def response_of(recipe: VideoRecipe):
 def _validate(r: VideoRecipe) -> None:
     from ..store.codec import IMAGE_CODECS
 
-    _check(r.fps is None or r.fps > 0, "fps", f"must be > 0 (or null for the input's), got {r.fps}")
-    _check(0 < r.duty_cycle <= 1, "duty_cycle", f"must lie in (0, 1], got {r.duty_cycle}")
+    check_field(r.fps is None or r.fps > 0, "fps", f"must be > 0 (or null for the input's), got {r.fps}")
+    check_field(0 < r.duty_cycle <= 1, "duty_cycle", f"must lie in (0, 1], got {r.duty_cycle}")
     if r.average_frames is not None:
-        _range("average_frames", r.average_frames, lo=1)
+        check_range("average_frames", r.average_frames, lo=1)
         lo, hi = r.average_frames
-        _check(any(n % 2 for n in range(lo, hi + 1)), "average_frames", f"needs an odd count in {list(r.average_frames)}")
-        _check(r.fps is None, "fps", "must be null with average_frames (the output rate is input fps / N)")
+        check_field(any(n % 2 for n in range(lo, hi + 1)), "average_frames", f"needs an odd count in {list(r.average_frames)}")
+        check_field(r.fps is None, "fps", "must be null with average_frames (the output rate is input fps / N)")
     latent_ok = r.latent == "auto" or (isinstance(r.latent, int) and not isinstance(r.latent, bool) and r.latent >= 1)
-    _check(latent_ok, "latent", f"must be an integer >= 1 or 'auto', got {r.latent!r}")
-    _check(r.max_step_px > 0, "max_step_px", f"must be > 0, got {r.max_step_px}")
-    _check(1 <= r.latent_cap <= 1024, "latent_cap", f"must lie in [1, 1024], got {r.latent_cap}")
+    check_field(latent_ok, "latent", f"must be an integer >= 1 or 'auto', got {r.latent!r}")
+    check_field(r.max_step_px > 0, "max_step_px", f"must be > 0, got {r.max_step_px}")
+    check_field(1 <= r.latent_cap <= 1024, "latent_cap", f"must lie in [1, 1024], got {r.latent_cap}")
     if r.resize is not None:
-        _check(min(r.resize) >= 16, "resize", f"must be at least 16x16, got {list(r.resize)}")
+        check_field(min(r.resize) >= 16, "resize", f"must be at least 16x16, got {list(r.resize)}")
     if r.crop is not None:
-        _check(min(r.crop[:2]) >= 0 and min(r.crop[2:]) >= 16, "crop",
+        check_field(min(r.crop[:2]) >= 0 and min(r.crop[2:]) >= 16, "crop",
                f"must be [x, y, width, height] with x, y >= 0 and a size of at least 16x16, got {list(r.crop)}")
-    _check(r.max_frames is None or r.max_frames >= 3, "max_frames", f"must be >= 3 or null, got {r.max_frames}")
+    check_field(r.max_frames is None or r.max_frames >= 3, "max_frames", f"must be >= 3 or null, got {r.max_frames}")
     f = r.flow
-    _check(f.method in FLOW_METHODS, "flow.method", f"must be one of {', '.join(FLOW_METHODS)}, got {f.method!r}")
-    _check(f.preset in FLOW_PRESETS, "flow.preset", f"must be one of {', '.join(FLOW_PRESETS)}, got {f.preset!r}")
-    _check(f.scale == "auto" or (isinstance(f.scale, (int, float)) and not isinstance(f.scale, bool)
+    check_field(f.method in FLOW_METHODS, "flow.method", f"must be one of {', '.join(FLOW_METHODS)}, got {f.method!r}")
+    check_field(f.preset in FLOW_PRESETS, "flow.preset", f"must be one of {', '.join(FLOW_PRESETS)}, got {f.preset!r}")
+    check_field(f.scale == "auto" or (isinstance(f.scale, (int, float)) and not isinstance(f.scale, bool)
                                  and 0.05 <= f.scale <= 1), "flow.scale",
            f"must be 'auto' or lie in [0.05, 1], got {f.scale!r}")
-    _check(0 <= f.min_visible <= 1, "flow.min_visible", f"must lie in [0, 1], got {f.min_visible}")
+    check_field(0 <= f.min_visible <= 1, "flow.min_visible", f"must lie in [0, 1], got {f.min_visible}")
     c = r.camera
-    _check(c.gamma is None or 0.1 <= c.gamma <= 10, "camera.gamma", f"must be null (sRGB) or in [0.1, 10], got {c.gamma}")
-    _range("camera.gain", c.gain, lo=1e-3)
-    _range("camera.shot", c.shot, lo=0.0)
-    _range("camera.read", c.read, lo=0.0)
+    check_field(c.gamma is None or 0.1 <= c.gamma <= 10, "camera.gamma", f"must be null (sRGB) or in [0.1, 10], got {c.gamma}")
+    check_range("camera.gain", c.gain, lo=1e-3)
+    check_range("camera.shot", c.shot, lo=0.0)
+    check_range("camera.read", c.read, lo=0.0)
     s = r.shake
     for model, p in s.models.items():
-        _check(model in SHAKE_MODELS, f"shake.models.{model}", f"unknown shake model (known: {', '.join(SHAKE_MODELS)})")
-        _check(p >= 0, f"shake.models.{model}", "probability must be >= 0")
-    _check(sum(s.models.values()) > 0, "shake.models", "probabilities must not all be 0")
-    _range("shake.length_px", s.length_px, lo=0.0)
-    _range("shake.fov_deg", s.fov_deg, lo=0.0)
-    _check(0 < s.fov_deg[0] and s.fov_deg[1] < 170, "shake.fov_deg", "must lie in (0, 170) degrees")
-    _range("shake.roll_deg", s.roll_deg, lo=0.0)
+        check_field(model in SHAKE_MODELS, f"shake.models.{model}", f"unknown shake model (known: {', '.join(SHAKE_MODELS)})")
+        check_field(p >= 0, f"shake.models.{model}", "probability must be >= 0")
+    check_field(sum(s.models.values()) > 0, "shake.models", "probabilities must not all be 0")
+    check_range("shake.length_px", s.length_px, lo=0.0)
+    check_range("shake.fov_deg", s.fov_deg, lo=0.0)
+    check_field(0 < s.fov_deg[0] and s.fov_deg[1] < 170, "shake.fov_deg", "must lie in (0, 170) degrees")
+    check_range("shake.roll_deg", s.roll_deg, lo=0.0)
     q = r.filters
-    _check(0 <= q.min_brightness <= 1, "filters.min_brightness", f"must lie in [0, 1], got {q.min_brightness}")
-    _check(q.max_psnr_db is None or q.max_psnr_db > 0, "filters.max_psnr_db", f"must be > 0 or null, got {q.max_psnr_db}")
-    _check(0 <= q.min_texture <= 1, "filters.min_texture", f"must lie in [0, 1], got {q.min_texture}")
+    check_field(0 <= q.min_brightness <= 1, "filters.min_brightness", f"must lie in [0, 1], got {q.min_brightness}")
+    check_field(q.max_psnr_db is None or q.max_psnr_db > 0, "filters.max_psnr_db", f"must be > 0 or null, got {q.max_psnr_db}")
+    check_field(0 <= q.min_texture <= 1, "filters.min_texture", f"must lie in [0, 1], got {q.min_texture}")
     o = r.output
-    _check(o.format in FORMATS, "output.format", f"must be one of {', '.join(FORMATS)}, got {o.format!r}")
-    _check(1 <= o.window <= 64, "output.window", f"must lie in [1, 64], got {o.window}")
-    _check(o.stride is None or o.stride >= 1, "output.stride", f"must be >= 1 or null, got {o.stride}")
-    _check(o.codec in IMAGE_CODECS, "output.codec", f"must be one of {', '.join(IMAGE_CODECS)}")
-    _check(not o.events or o.format == "lmdb", "output.events", "events are stored in the lmdb format only")
-    _check(o.flow_max_px > 0, "output.flow_max_px", f"must be > 0, got {o.flow_max_px}")
+    check_field(o.format in FORMATS, "output.format", f"must be one of {', '.join(FORMATS)}, got {o.format!r}")
+    check_field(1 <= o.window <= 64, "output.window", f"must lie in [1, 64], got {o.window}")
+    check_field(o.stride is None or o.stride >= 1, "output.stride", f"must be >= 1 or null, got {o.stride}")
+    check_field(o.codec in IMAGE_CODECS, "output.codec", f"must be one of {', '.join(IMAGE_CODECS)}")
+    check_field(not o.events or o.format == "lmdb", "output.events", "events are stored in the lmdb format only")
+    check_field(o.flow_max_px > 0, "output.flow_max_px", f"must be > 0, got {o.flow_max_px}")
