@@ -20,26 +20,33 @@ def _modules(root: Path) -> dict[str, Path]:
     return out
 
 
+def _from_imports(mods: dict[str, Path]):
+    """(module, its package, the ImportFrom node, the absolute target) for every `from ... import` in `mods`."""
+    for mod, path in mods.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.ImportFrom) or node.module == "__future__":
+                continue
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            yield mod, package, node, target
+
+
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
     """module -> the package modules it imports (a `from X import name` counts X, and X.name where that is a
     module)."""
     mods = _modules(root)
     graph = {m: set() for m in mods}
+    for mod, _, node, target in _from_imports(mods):
+        names = [target] + [f"{target}.{a.name}" for a in node.names]
+        graph[mod].update(n for n in names if n in mods and n != mod)
     for mod, path in mods.items():
-        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    target = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    target = node.module or ""
-                names = [target] + [f"{target}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            else:
-                continue
-            graph[mod].update(n for n in names if n in mods and n != mod)
+            if isinstance(node, ast.Import):
+                graph[mod].update(a.name for a in node.names if a.name in mods and a.name != mod)
     return graph
 
 
@@ -84,15 +91,18 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def test_cycle_finder_finds_a_written_cycle(tmp_path):
+def _package(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A package `pkg` with a subpackage `sub`, holding `files` (path relative to pkg -> source)."""
     pkg = tmp_path / "pkg"
     (pkg / "sub").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "a.py").write_text("from .sub import b\n")
-    (pkg / "sub" / "__init__.py").write_text("")
-    (pkg / "sub" / "b.py").write_text("def f():\n    from ..c import x\n")
-    (pkg / "c.py").write_text("from pkg import a\nx = 1\n")
-    (pkg / "d.py").write_text("from . import c\n")
+    for rel, text in {"__init__.py": "", "sub/__init__.py": "", **files}.items():
+        (pkg / rel).write_text(text)
+    return pkg
+
+
+def test_cycle_finder_finds_a_written_cycle(tmp_path):
+    pkg = _package(tmp_path, {"a.py": "from .sub import b\n", "sub/b.py": "def f():\n    from ..c import x\n",
+                              "c.py": "from pkg import a\nx = 1\n", "d.py": "from . import c\n"})
     graph = import_graph(pkg)
     assert graph["pkg.a"] == {"pkg.sub", "pkg.sub.b"}
     assert cycles(graph) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
@@ -107,3 +117,26 @@ def test_command_modules_import_the_shared_options_not_the_click_group():
     # `python -m blursynth` (__main__) runs the group; nothing else imports it.
     back = sorted(m for m, deps in graph.items() if "blursynth.cli" in deps and m != "blursynth.__main__")
     assert back == [], f"{back} import blursynth.cli; shared helpers live in blursynth.commands.options"
+
+
+def private_imports(root: Path = ROOT) -> list[str]:
+    """`from X import _name` where X is outside the importing file's own package ("pkg.mod:line X._name")."""
+    mods = _modules(root)
+    out = []
+    for mod, package, node, target in _from_imports(mods):
+        owner = target if target in mods and mods[target].name == "__init__.py" else target.rpartition(".")[0]
+        for alias in node.names:
+            if alias.name.startswith("_") and not alias.name.startswith("__") and owner != package:
+                out.append(f"{mod}:{node.lineno} {target}.{alias.name}")
+    return out
+
+
+def test_private_import_finder_finds_a_written_one(tmp_path):
+    pkg = _package(tmp_path, {"a.py": "_x = 1\ndef f():\n    from .sub.b import _y\n",
+                              "sub/b.py": "from ..a import _x\n_y = 2\n",
+                              "sub/c.py": "from .b import _y\n"})  # sub/c from sub/b: the same package, allowed
+    assert sorted(private_imports(pkg)) == ["pkg.a:3 pkg.sub.b._y", "pkg.sub.b:1 pkg.a._x"]
+
+
+def test_no_imports_of_another_packages_private_names():
+    assert private_imports() == []
