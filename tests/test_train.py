@@ -1,7 +1,14 @@
 """Training, metrics and evaluation: metrics against skimage, ECC on a known shift, a real tiny training run
-(loss goes down, resume gives the same weights as an uninterrupted run), evaluate's CSV and saved PNGs."""
+(loss goes down, resume gives the same weights as an uninterrupted run; one set of DataLoader workers for a run of
+several epochs gives the batches of --workers 0), evaluate's CSV and saved PNGs, the malloc thresholds."""
 import csv
 import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
 
 import cv2
 import numpy as np
@@ -16,7 +23,8 @@ from blursynth.data import ShardDataset
 from blursynth.recipe import load_recipe
 from blursynth.runner import run_generate
 from blursynth.train.evaluate import folder_pairs
-from blursynth.train.loop import TrainConfig, amp_dtype, load_model, restore, to_uint8, train
+from blursynth.train.loop import EpochBatches, RunBatches, TrainConfig, amp_dtype, load_model, restore, to_uint8, train
+from blursynth.train.memory import KEEP_BYTES, malloc_settings
 from blursynth.train.metrics import align_ecc, psnr, ssim
 from blursynth.train.model import PRESETS, NAFNet, build_model, count_parameters
 
@@ -121,6 +129,94 @@ def test_training_reduces_loss_and_resume_gives_the_same_weights(run_dir, tmp_pa
     resumed_rows = list(csv.DictReader(open(tmp_path / "part" / "val.csv")))
     assert [int(r["step"]) for r in resumed_rows] == [8, 16]
     assert float(resumed_rows[-1]["psnr"]) == pytest.approx(float(last["psnr"]), abs=1e-4)
+
+
+class _Reads:
+    """The training crops of ``ShardDataset`` (as ``train`` makes them by default), each read appended to ``log``
+    as "pid epoch position" by the process that reads it; with ``drop_epoch``, that epoch's items read as None
+    (dropped as corrupt)."""
+
+    def __init__(self, run_dir, cfg: TrainConfig, log, drop_epoch: int | None = None):
+        self.dataset = ShardDataset(run_dir, crop=cfg.crop, augment=True, seed=cfg.seed)
+        self.log, self.drop_epoch = log, drop_epoch
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __getitem__(self, i):
+        with open(self.log, "a") as f:
+            f.write(f"{os.getpid()} {self.dataset.epoch} {i}\n")
+        return None if self.dataset.epoch == self.drop_epoch else self.dataset[i]
+
+
+def _read_log(path) -> tuple[set[int], list[tuple[int, int]]]:
+    rows = [tuple(map(int, line.split())) for line in open(path)]
+    return {r[0] for r in rows}, sorted((r[1], r[2]) for r in rows)
+
+
+def _weights(out):
+    return torch.load(out / "last.pt", weights_only=False)["model"]
+
+
+def test_one_set_of_workers_serves_every_epoch_with_the_batches_of_workers_0(run_dir, tmp_path):
+    # 8 pairs in batches of 2: an epoch is 4 steps, so 14 steps span 4 epochs (the last one half); the resumed
+    # run stops mid-epoch, after batch 1 of epoch 1 (step 6), and continues with a fresh set of workers
+    runs = {"w0": (0, [None]), "w2": (2, [None]), "resumed": (2, [6, None])}
+    reads = {}
+    for name, (workers, stops) in runs.items():
+        cfg = _cfg(run_dir, tmp_path / name, iters=14, batch_size=2, crop=32, val=None, workers=workers)
+        for call, stop in enumerate(stops):
+            log = tmp_path / f"{name}.{call}.log"
+            result = train(cfg, _Reads(run_dir, cfg, log), progress=False, stop_at=stop)
+            assert result.step == (stop or 14)
+            reads[name, call] = _read_log(log)
+    w0 = _weights(tmp_path / "w0")
+    for name in ("w2", "resumed"):
+        w = _weights(tmp_path / name)
+        assert all(torch.equal(w0[k], w[k]) for k in w0), name
+    # --workers 0 reads in the main process, step by step: epoch e's permutation, batch by batch
+    pids, items = reads["w0", 0]
+    assert pids == {os.getpid()}
+    steps = [(s // 4, list(EpochBatches(8, 2, 3, s // 4))[s % 4]) for s in range(14)]
+    assert items == sorted((e, i) for e, batch in steps for i in batch)
+    # 2 workers read the same items (in them, the dataset is at each item's epoch), started once for the whole run
+    pids, w2_items = reads["w2", 0]
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert w2_items == items
+    first, second = reads["resumed", 0], reads["resumed", 1]
+    assert len(first[0]) == 2 and len(second[0]) == 2
+    assert sorted(first[1] + second[1]) == items and {e for e, _ in second[1]} == {1, 2, 3}
+
+
+def test_run_batches_span_epochs_and_any_start_continues_the_same_sequence():
+    n, b, seed = 11, 3, 7  # 3 full batches an epoch; position 9 or 10 never makes one
+    whole = list(RunBatches(n, b, seed, 0, 10))
+    assert len(whole) == 10 and len(RunBatches(n, b, seed, 4, 10)) == 6
+    expected = [[(s // 3, i) for i in list(EpochBatches(n, b, seed, s // 3))[s % 3]] for s in range(10)]
+    assert whole == expected
+    order = [[i for batch in whole[e * 3:(e + 1) * 3] for _, i in batch] for e in range(3)]
+    assert order[0] != order[1] != order[2]  # a new permutation every epoch
+    for start in (1, 3, 5, 9):
+        assert list(RunBatches(n, b, seed, start, 10)) == whole[start:]
+    assert list(RunBatches(n, b, seed, 10, 10)) == []
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        RunBatches(2, 3, seed, 0, 1)
+
+
+def test_dropped_epoch_gives_empty_steps_and_the_same_weights_with_workers(run_dir, tmp_path):
+    """Every item of epoch 1 reads as dropped (None): its 4 steps pass without an update, counted, and 2 workers
+    (which learn each item's epoch only through it) give the run of --workers 0."""
+    results = {}
+    for workers in (0, 2):
+        cfg = _cfg(run_dir, tmp_path / f"w{workers}", iters=10, batch_size=2, crop=32, val=None, workers=workers)
+        results[workers] = train(cfg, _Reads(run_dir, cfg, tmp_path / f"w{workers}.log", drop_epoch=1),
+                                 progress=False)
+        assert results[workers].empty_batches == 4 and results[workers].skipped_corrupt == 8
+    w0, w2 = _weights(tmp_path / "w0"), _weights(tmp_path / "w2")
+    assert all(torch.equal(w0[k], w2[k]) for k in w0)
 
 
 def test_amp_modes_select_the_autocast_dtype():
@@ -243,3 +339,49 @@ def test_psnr_losses_match_skimage_per_image_and_per_batch():
     assert got["psnr"] == pytest.approx(per_image, abs=5e-3)  # both add 1e-8 to the MSE inside the log
     assert got["psnr-batch"] == pytest.approx(batch, abs=1e-3)
     assert abs(per_image - batch) > 5
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc on Linux only")
+def test_keep_freed_memory_serves_large_blocks_from_the_heap_and_keeps_them():
+    """In a fresh process: a 100 MB malloc is a mapping of its own before, and a block of the heap after (which
+    keeps it once freed); the thresholds returned are those set."""
+    code = textwrap.dedent("""
+        import ctypes, json
+        from blursynth.train.memory import keep_freed_memory
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        libc.free.argtypes = [ctypes.c_void_p]
+
+        def heap():
+            for line in open("/proc/self/maps"):
+                if line.rstrip().endswith("[heap]"):
+                    return tuple(int(x, 16) for x in line.split()[0].split("-"))
+            return 0, 0
+
+        def malloc_free(n):
+            p = libc.malloc(n)
+            lo, hi = heap()
+            libc.free(p)
+            return lo <= p < hi
+
+        n = 100 << 20
+        before = malloc_free(n)
+        done = keep_freed_memory()
+        after = malloc_free(n)
+        lo, hi = heap()
+        print(json.dumps({"before": before, "after": after, "done": done, "heap": hi - lo}))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert got["done"] == {"mmap_threshold": KEEP_BYTES, "trim_threshold": KEEP_BYTES}
+    assert not got["before"] and got["after"] and got["heap"] >= 100 << 20
+
+
+def test_malloc_settings_only_on_glibc_and_not_over_the_users():
+    both = {"mmap_threshold": KEEP_BYTES, "trim_threshold": KEEP_BYTES}
+    assert malloc_settings("glibc 2.36", {}) == both
+    assert malloc_settings(None, {}) == {} and malloc_settings("musl", {}) == {}
+    assert malloc_settings("glibc 2.36", {"MALLOC_MMAP_THRESHOLD_": "65536"}) == {"trim_threshold": KEEP_BYTES}
+    assert malloc_settings("glibc 2.36", {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"}) == \
+        {"mmap_threshold": KEEP_BYTES}

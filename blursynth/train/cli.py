@@ -51,11 +51,13 @@ def train(data, recipe, source, size, val, out, iters, resume, init, preset, wid
     from ..commands.options import parse_size
     from .loop import TrainConfig
     from .loop import train as run_train
+    from .memory import keep_freed_memory
 
     if (data is None) == (recipe is None):
         raise click.UsageError("give exactly one of --data DIR or --recipe NAME")
     if recipe is not None and min_crop_blur > 0:
         raise click.UsageError("--min-crop-blur applies to --data (pairs made on the fly are not redrawn)")
+    keep_freed_memory()
     try:
         cfg = TrainConfig(data=data or "", out=out, iters=iters, val=val, preset=preset, width=width,
                           batch_size=batch_size, crop=crop, loss=loss, lr=lr, min_lr=min(1e-7, lr),
@@ -115,6 +117,7 @@ def evaluate(checkpoint, data, blur_dir, sharp_dir, align, save_dir, csv_path, r
     from .evaluate import evaluate as run_eval
     from .evaluate import folder_pairs, format_table, load_folder_pairs, mean_row, shard_pairs, write_csv
     from .loop import load_model
+    from .memory import keep_freed_memory
 
     if (data is None) == (blur_dir is None and sharp_dir is None):
         raise click.UsageError("give either --data DIR or --blur DIR --sharp DIR")
@@ -122,6 +125,7 @@ def evaluate(checkpoint, data, blur_dir, sharp_dir, align, save_dir, csv_path, r
         raise click.UsageError("--blur and --sharp go together")
     if save_dir is not None and checkpoint is None:
         raise click.UsageError("--save needs --checkpoint (there is nothing restored to save)")
+    keep_freed_memory()
     try:
         model = load_model(checkpoint, device)[0] if checkpoint else None
         if data is not None:

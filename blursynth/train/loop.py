@@ -7,6 +7,11 @@ epoch), and the learning rate is a pure function of the step. A run resumed from
 therefore sees the same batches and learning rates as the uninterrupted run, whatever the worker count; on
 the CPU it reaches the same weights bit for bit.
 
+One ``DataLoader``, and so one set of worker processes, serves the whole run: its batch sampler (``RunBatches``)
+spans every epoch and names each item by (epoch, position), and ``EpochItems`` sets the dataset's epoch in the
+process that reads the item, so workers started once see every epoch's crops. (A loader per epoch restarted
+the workers each epoch, which on a small dataset cost more than the training.)
+
 Files in the run directory ``out``:
 
 - ``config.json``: the ``TrainConfig`` and model shape;
@@ -268,12 +273,12 @@ def train(cfg: TrainConfig, train_set: Dataset | None = None, val_set: Dataset |
     last_loss = float("nan")
     dropped = {"train": 0, "val": 0, "empty": 0}
     bar = tqdm(total=cfg.iters, initial=step, unit="it", desc="train", disable=not progress, dynamic_ncols=True)
+    # the batches this call trains on: to the end of the schedule, or to stop_at (at least one step, as ever)
+    stop = cfg.iters if stop_at is None else min(cfg.iters, max(stop_at, step + 1))
     try:
-        while step < cfg.iters:
-            epoch, offset = divmod(step, per_epoch)
-            train_set.set_epoch(epoch)
-            loader = DataLoader(train_set, batch_sampler=EpochBatches(len(train_set), cfg.batch_size, cfg.seed,
-                                                                      epoch, offset),
+        if step < stop:
+            loader = DataLoader(EpochItems(train_set),
+                                batch_sampler=RunBatches(len(train_set), cfg.batch_size, cfg.seed, step, stop),
                                 num_workers=cfg.workers, collate_fn=collate, pin_memory=device.type == "cuda",
                                 multiprocessing_context=context)
             for batch in loader:
@@ -313,8 +318,6 @@ def train(cfg: TrainConfig, train_set: Dataset | None = None, val_set: Dataset |
                     save_checkpoint(out / CHECKPOINT_NAME, model, optimizer, scaler, step, cfg)
                 if step >= cfg.iters or stopping:
                     break
-            if stop_at is not None and step >= stop_at:
-                break
     finally:
         bar.close()
     plot_curves(out / "val.png", train_log.rows, val_log.rows)
@@ -348,6 +351,53 @@ def _update(model: NAFNet, optimizer, scaler, loss_fn, batch: dict, lr: float, c
         mse = (pred.detach().float().clamp(0, 1) - sharp).pow(2).mean(dim=(1, 2, 3))
         batch_psnr = (10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean().item()
     return loss.item(), batch_psnr
+
+
+class RunBatches:
+    """Batch sampler of a run's steps ``start`` .. ``stop - 1``, across epochs: step s is batch s mod E of
+    epoch s // E (E = n // batch_size full batches per epoch), cut as ``EpochBatches`` cuts it.
+
+    Yields lists of ``batch_size`` (epoch, position) pairs, the keys ``EpochItems`` reads.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int):
+        self.per_epoch = n // batch_size
+        if self.per_epoch < 1:
+            raise ValueError(f"{n} samples are fewer than one batch of {batch_size}")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start, self.stop = start, stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self):
+        step = self.start
+        while step < self.stop:
+            epoch, offset = divmod(step, self.per_epoch)
+            for batch in EpochBatches(self.n, self.batch_size, self.seed, epoch, offset):
+                if step >= self.stop:
+                    return
+                yield [(epoch, i) for i in batch]
+                step += 1
+
+
+class EpochItems(Dataset):
+    """``dataset`` read by (epoch, position) keys: item (e, i) is ``dataset[i]`` after ``dataset.set_epoch(e)``.
+
+    The epoch is set in the process that reads the item, so DataLoader workers that live for the whole run read
+    each epoch's crops (a ``set_epoch`` in the main process does not reach a running worker's copy).
+    """
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, i = key
+        self.dataset.set_epoch(epoch)
+        return self.dataset[i]
 
 
 class EpochBatches:
