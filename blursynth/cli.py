@@ -49,7 +49,9 @@ def main(verbose: int) -> None:
 @click.option("--source", default="builtin", show_default=True,
               help="builtin, folder:DIR (graph-segmented), coco:ROOT (instances JSON + images) or ade20k:ROOT.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Global seed.")
-@click.option("--size", default=None, help="Output WIDTHxHEIGHT (default: the recipe's, 1280x720).")
+@click.option("--size", default=None,
+              help="Output WIDTHxHEIGHT (default: the recipe's, 1280x720); the recipe's blur lengths in pixels scale "
+                   "with the width (reference_width).")
 @click.option("--shard-size", type=int, default=256, show_default=True, help="Samples per LMDB shard.")
 @click.option("--codec", default=None, help="Image codec: png, qoi or zstd (default: the recipe's).")
 @click.option("--blur-map/--no-blur-map", default=None, help="Also store the blur map (ID-Blau u_x, u_y, px).")

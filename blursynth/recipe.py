@@ -141,6 +141,11 @@ class EventsRecipe:
 class Recipe:
     name: str = "default"
     size: tuple[int, int] = (1280, 720)  # width, height of every output
+    # the output width at which the pixel ranges (shake.length_px, shake.parallax_px, scene.objects.speed_px)
+    # hold; at another width they scale by size[0] / reference_width, as the same shake and the same object
+    # speeds cover fewer pixels of a smaller image (a 30 px shake at 1280 wide is 3.75 px at 160); null: absolute
+    # pixels at every size
+    reference_width: int | None = 1280
     shake: ShakeRecipe = field(default_factory=ShakeRecipe)
     scene: SceneRecipe = field(default_factory=SceneRecipe)
     camera: CameraRecipe = field(default_factory=CameraRecipe)
@@ -154,6 +159,16 @@ class Recipe:
     def validate(self) -> "Recipe":
         _validate(self)
         return self
+
+    @property
+    def px_factor(self) -> float:
+        """What the recipe's pixel ranges are multiplied by at this output size (``reference_width``)."""
+        return 1.0 if self.reference_width is None else self.size[0] / self.reference_width
+
+    def px_range(self, bounds: Range) -> Range:
+        """A pixel range of the recipe as it holds at this output size (``px_factor``)."""
+        f = self.px_factor
+        return (bounds[0] * f, bounds[1] * f)
 
 
 def load_recipe(name_or_path: str | Path = "default", overrides: dict[str, Any] | list[str] | None = None) -> Recipe:
@@ -283,6 +298,8 @@ def _validate(r: Recipe) -> None:
     w, h = r.size
     check_field(w >= 16 and h >= 16, "size", f"must be at least 16x16, got {w}x{h}")
     check_field(w <= 16384 and h <= 16384, "size", f"must be at most 16384 on a side, got {w}x{h}")
+    check_field(r.reference_width is None or r.reference_width >= 1, "reference_width",
+                f"must be null or an integer >= 1, got {r.reference_width}")
     for name in ("length_px", "fov_deg", "roll_deg", "parallax_px"):
         check_range(f"shake.{name}", getattr(r.shake, name), lo=0.0)
     check_field(0 < r.shake.fov_deg[0] and r.shake.fov_deg[1] < 170, "shake.fov_deg", "must lie in (0, 170) degrees")
@@ -320,8 +337,11 @@ def _validate(r: Recipe) -> None:
         k = r.render.kernel_size
         check_field(k >= 3 and k % 2 == 1, "render.kernel_size", f"must be odd and >= 3, got {k}")
         # a path centred on mid-exposure reaches at most half its length from the kernel centre
-        check_field(r.shake.length_px[1] <= k - 3, "shake.length_px", f"must be <= {k - 3} to fit a {k}x{k} kernel")
-        check_field(o.speed_px[1] <= k - 3, "scene.objects.speed_px", f"must be <= {k - 3} to fit a {k}x{k} kernel")
+        at = "" if r.px_factor == 1.0 else f" (x {r.px_factor:g} at {w} px wide: reference_width)"
+        check_field(r.px_range(r.shake.length_px)[1] <= k - 3, "shake.length_px",
+                    f"must be <= {k - 3}{at} to fit a {k}x{k} kernel")
+        check_field(r.px_range(o.speed_px)[1] <= k - 3, "scene.objects.speed_px",
+                    f"must be <= {k - 3}{at} to fit a {k}x{k} kernel")
         check_field(r.shake.parallax_px == (0.0, 0.0), "shake.parallax_px", "must be [0, 0] with render.method=sbdd")
         check_field(o.model == "kernel", "scene.objects.model", "must be 'kernel' with render.method=sbdd")
     if r.render.method in ("layered", "sbdd"):

@@ -122,9 +122,10 @@ def sample_scene(masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.r
     names = sorted(shake.models)
     probs = np.array([shake.models[n] for n in names], dtype=np.float64)
     model = names[int(rng.choice(len(names), p=probs / probs.sum()))]
-    camera = {"model": model, "length_px": _uniform(rng, shake.length_px), "seed": child_seed(rng),
+    # pixel ranges hold at the recipe's reference width; the drawn values are pixels of this output
+    camera = {"model": model, "length_px": _uniform(rng, recipe.px_range(shake.length_px)), "seed": child_seed(rng),
               "fov_deg": _uniform(rng, shake.fov_deg), "roll_deg": _uniform(rng, shake.roll_deg)}
-    parallax = {"px": _uniform(rng, shake.parallax_px), "angle_rad": _uniform(rng, (0.0, 2 * math.pi))}
+    parallax = {"px": _uniform(rng, recipe.px_range(shake.parallax_px)), "angle_rad": _uniform(rng, (0.0, 2 * math.pi))}
     objects = []
     for index in chosen:
         rows = np.flatnonzero(masks[index].any(axis=1))
@@ -138,7 +139,7 @@ def sample_scene(masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.r
             "bbox": [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())],
             "center": [float(xs.mean()), float(ys.mean())],
             "depth": _uniform(rng, obj.depth),
-            "speed_px": _uniform(rng, obj.speed_px),
+            "speed_px": _uniform(rng, recipe.px_range(obj.speed_px)),
             "heading_rad": _uniform(rng, (0.0, 2 * math.pi)),
             "curvature_rad": _uniform(rng, obj.curvature),
             "rotation_deg": _uniform(rng, obj.rotation_deg),

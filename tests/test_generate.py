@@ -214,6 +214,22 @@ def test_recipe_errors_name_the_field():
     assert ok.render.method == "layered"
 
 
+def test_reference_width_scales_the_pixel_ranges_and_is_validated():
+    r = load_recipe("default", ["size=[320, 180]"])
+    assert r.reference_width == 1280 and r.px_factor == 0.25
+    assert r.px_range(r.shake.length_px) == (0.5, 7.5)  # [2, 30] px at 1280 wide
+    assert load_recipe("default").px_factor == 1.0  # at the recipe's own size nothing changes
+    assert load_recipe("default", ["size=[320, 180]", "reference_width=null"]).px_range((2.0, 30.0)) == (2.0, 30.0)
+    with pytest.raises(RecipeError, match="reference_width"):
+        load_recipe("default", ["reference_width=0"])
+    # sbdd's kernels must fit their kernel_size as drawn at the output size: 4-30 px fit 33x33 at 1280 wide,
+    # not at twice that width, and the message says why
+    load_recipe("sbdd", ["size=[640, 360]"])
+    with pytest.raises(RecipeError, match=r"shake.length_px.*x 2 at 2560 px wide"):
+        load_recipe("sbdd", ["size=[2560, 1440]"])
+    load_recipe("sbdd", ["size=[2560, 1440]", "render.kernel_size=65"])
+
+
 def test_compose_fills_behind_moving_segments_with_background():
     h, w = 64, 96
     img = np.zeros((h, w, 3), np.uint8)
@@ -223,7 +239,7 @@ def test_compose_fills_behind_moving_segments_with_background():
     mask[0, 20:44, 30:60] = True
     rec = load_recipe("default", ["size=[96, 64]", "scene.objects.count=[1, 1]", "scene.objects.speed_px=[30, 30]",
                                   "scene.objects.max_area=0.5", "shake.models={none: 1}", "shake.parallax_px=[0, 0]",
-                                  "scene.highlight_boost=[0, 0]"])
+                                  "scene.highlight_boost=[0, 0]", "reference_width=null"])
     scene, params = compose(img, mask, ["thing"], rec, np.random.default_rng(0), Response("srgb"))
     assert [l.label for l in scene.layers] == ["background", "thing"]
     assert params["objects"][0]["mask_index"] == 0 and params["objects"][0]["speed_px"] == 30.0

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from blursynth.camera import CameraParams, Response, apply_camera
 from blursynth.motion import Motion, object_motion, rotational_motion
@@ -90,11 +91,30 @@ def test_golden_scene_sampling():
     masks[1, 25:45, 30:60] = True
     masks[2, 0:8, 50:64] = True
     masks[3, 30:40, 2:12] = True
-    recipe = load_recipe("default", ["size=[64, 48]", "scene.objects.count=[2, 3]"])
+    # the recipe's pixel ranges as stated (reference_width null): the golden predates reference_width
+    recipe = load_recipe("default", ["size=[64, 48]", "scene.objects.count=[2, 3]", "reference_width=null"])
     params = sample_scene(masks, ["a", "b", "c", "d"], recipe, np.random.default_rng(3))
     text = json.dumps(params, sort_keys=True)
     path = GOLDEN / "scene_params.json"
     if REGEN:
         path.write_text(text)
         return
-    assert json.loads(text) == json.loads(path.read_text()), "scene sampling changed (see module docstring)"
+    golden = json.loads(path.read_text())
+    assert json.loads(text) == golden, "scene sampling changed (see module docstring)"
+
+    # the default reference_width (1280): the same draws, with the three pixel draws x 64 / 1280 exactly
+    at_reference = load_recipe("default", ["size=[64, 48]", "scene.objects.count=[2, 3]"])
+    scaled = sample_scene(masks, ["a", "b", "c", "d"], at_reference, np.random.default_rng(3))
+    f = 64 / 1280
+    pixel = {("camera", "length_px"), ("parallax", "px"), ("objects", "speed_px")}
+    for part in ("camera", "parallax"):
+        for key, value in golden[part].items():
+            want = value * f if (part, key) in pixel else value
+            assert scaled[part][key] == pytest.approx(want, rel=1e-12, abs=0), (part, key)
+    assert len(scaled["objects"]) == len(golden["objects"]) >= 2
+    for got, old in zip(scaled["objects"], golden["objects"]):
+        assert got.keys() == old.keys()
+        for key, value in old.items():
+            want = value * f if ("objects", key) in pixel else value
+            assert got[key] == (pytest.approx(want, rel=1e-12, abs=0) if isinstance(value, float) else want), key
+    assert scaled["highlight_boost"] == golden["highlight_boost"]
