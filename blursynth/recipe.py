@@ -293,6 +293,7 @@ def _coerce(hint, value, name: str):
 
 
 def _validate(r: Recipe) -> None:
+    from .motion.shake import SHAKE_MODELS
     from .store.codec import IMAGE_CODECS
 
     w, h = r.size
@@ -303,9 +304,9 @@ def _validate(r: Recipe) -> None:
     for name in ("length_px", "fov_deg", "roll_deg", "parallax_px"):
         check_range(f"shake.{name}", getattr(r.shake, name), lo=0.0)
     check_field(0 < r.shake.fov_deg[0] and r.shake.fov_deg[1] < 170, "shake.fov_deg", "must lie in (0, 170) degrees")
-    known = {"bf", "gp", "rotational", "none"}
     for model, p in r.shake.models.items():
-        check_field(model in known, f"shake.models.{model}", f"unknown shake model (known: {', '.join(sorted(known))})")
+        check_field(model in SHAKE_MODELS, f"shake.models.{model}",
+                    f"unknown shake model (known: {', '.join(sorted(SHAKE_MODELS))})")
         check_field(p >= 0, f"shake.models.{model}", "probability must be >= 0")
     check_field(sum(r.shake.models.values()) > 0, "shake.models", "probabilities must not all be 0")
     o = r.scene.objects

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 from .camera import Response
-from .motion import Motion, bf_trajectory, gp_trajectory, object_motion, rotational_motion
+from .motion import Motion, bf_trajectory, object_motion, shake_motion
 from .recipe import Recipe
 from .seeding import child_seed
 
@@ -194,17 +194,9 @@ def build_scene(image: np.ndarray, masks: np.ndarray, params: dict, recipe: Reci
 
 
 def camera_motion(camera: dict, size: tuple[int, int]) -> Motion:
-    """The camera's image-space motion from its meta ({"model", "length_px", "seed", "fov_deg", "roll_deg"})."""
-    model, length, seed = camera["model"], camera["length_px"], camera["seed"]
-    if model == "bf":
-        return Motion.from_translation(bf_trajectory(seed, length))
-    if model == "gp":
-        return Motion.from_translation(gp_trajectory(seed, length))
-    if model == "rotational":
-        return rotational_motion(seed, size, length, camera["fov_deg"], camera["roll_deg"])
-    if model == "none":
-        return Motion.identity()
-    raise ValueError(f"unknown camera shake model {model!r}")
+    """The camera's image-space motion from its meta ({"model", "length_px", "seed", "fov_deg", "roll_deg"}): the
+    ``motion.SHAKE_MODELS`` entry named by "model"."""
+    return shake_motion(camera, size)
 
 
 def _layer_motion(own: Motion, camera: Motion, params: dict, depth: float, t_ref: float) -> Motion:

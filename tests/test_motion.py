@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from blursynth.motion import Motion, bf_trajectory, gp_trajectory, object_motion, rotational_motion
+from blursynth.motion import (SHAKE_MODELS, Motion, bf_trajectory, gp_trajectory, line_trajectory, object_motion,
+                              rotational_motion, shake_motion)
 
 
 def arc(xy):
@@ -85,3 +86,63 @@ def test_motion_validation():
         Motion.from_translation(np.zeros((3, 3)))
     assert Motion.from_translation(np.zeros((4, 2))).is_static
     assert not Motion.from_translation(np.array([[0.0, 0.0], [1.0, 0.0]])).is_static
+
+
+# --- the shake-model table: every entry, as timm tests every registered model ---
+
+SIZE = (160, 90)
+
+
+def _params(model: str, seed: int = 7, length: float = 12.0) -> dict:
+    return {"model": model, "length_px": length, "seed": seed, "fov_deg": 60.0, "roll_deg": 0.5}
+
+
+@pytest.mark.parametrize("model", sorted(SHAKE_MODELS))
+def test_every_shake_model_builds_a_replayable_motion_of_the_drawn_length(model):
+    from blursynth.scene import camera_motion
+
+    m = shake_motion(_params(model), SIZE)
+    assert isinstance(m, Motion)
+    # a pure function of the drawn parameters, and the image path's camera_motion is the same table
+    assert np.array_equal(m.H, shake_motion(_params(model), SIZE).H)
+    assert np.array_equal(m.H, camera_motion(_params(model), SIZE).H)
+    centre = np.array([[(SIZE[0] - 1) / 2.0, (SIZE[1] - 1) / 2.0]])
+    length = m.path_length_px(centre)
+    if model == "none":
+        assert m.is_static and length == 0.0
+    else:
+        # the path at the image centre is length_px long: exactly where the model scales its sampled path; the
+        # B&F walk has its length over 2000 steps, and its 128 resampled points cut corners (never longer); the
+        # rotational model reaches it through its pinhole to first order in the small angle
+        if model == "bf":
+            assert 0.8 * 12.0 <= length <= 12.0
+        else:
+            assert length == pytest.approx(12.0, rel=0.02 if SHAKE_MODELS[model].uses_view else 1e-9)
+        assert not np.array_equal(m.H, shake_motion(_params(model, seed=8), SIZE).H)  # the seed matters
+
+
+def test_line_model_is_a_straight_constant_velocity_path_in_a_seeded_direction():
+    xy = line_trajectory(3, 20.0, samples=65)
+    steps = np.diff(xy, axis=0)
+    np.testing.assert_allclose(steps, np.broadcast_to(steps[0], steps.shape), atol=1e-12)  # constant velocity
+    assert np.linalg.norm(xy[-1] - xy[0]) == pytest.approx(20.0, rel=1e-12)  # straight: chord = arc = length
+    angle = 2 * math.pi * np.random.default_rng(3).random()
+    np.testing.assert_allclose(xy[-1], 20.0 * np.array([math.cos(angle), math.sin(angle)]), rtol=1e-12)
+    directions = {round(math.atan2(*line_trajectory(s, 1.0)[-1][::-1]), 6) for s in range(20)}
+    assert len(directions) == 20  # the seed draws the direction
+
+
+def test_the_shake_table_is_what_recipes_and_the_video_cli_accept():
+    from blursynth.recipe import RecipeError, load_recipe
+    from blursynth.video.cli import video
+    from blursynth.video.recipe import load_video_recipe
+
+    shake_option = next(p for p in video.params if p.name == "shake")
+    assert list(shake_option.type.choices) == list(SHAKE_MODELS)
+    for model in SHAKE_MODELS:
+        assert load_recipe("default", {"shake.models": {model: 1.0}}).shake.models == {model: 1.0}
+        assert load_video_recipe(None, {"shake.models": {model: 1.0}}).shake.models == {model: 1.0}
+    with pytest.raises(RecipeError, match="shake.models.wobble.*known: bf, gp, line, none, rotational"):
+        load_recipe("default", {"shake.models": {"wobble": 1.0}})
+    with pytest.raises(ValueError, match="unknown camera shake model 'wobble'"):
+        shake_motion(_params("wobble"), SIZE)

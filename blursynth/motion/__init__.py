@@ -1,7 +1,8 @@
 """Motion over the exposure: `Motion` (T homographies), camera shake models, object motion, PSF rasterization."""
 from .core import Motion, exposure_times, rasterize_psf
 from .objects import object_motion
-from .shake import bf_trajectory, gp_trajectory, rotational_motion
+from .shake import (SHAKE_MODELS, ShakeModel, bf_trajectory, gp_trajectory, line_trajectory, rotational_motion,
+                    shake_motion)
 
 __all__ = ["Motion", "exposure_times", "rasterize_psf", "object_motion", "bf_trajectory", "gp_trajectory",
-           "rotational_motion"]
+           "line_trajectory", "rotational_motion", "SHAKE_MODELS", "ShakeModel", "shake_motion"]

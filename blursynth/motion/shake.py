@@ -1,14 +1,21 @@
-"""Camera shake over the exposure: Boracchi & Foi random trajectories, Gaussian-process trajectories and a
-rotational model (small 3D rotations, H = K R(t) K^-1, so blur varies across the frame).
+"""Camera shake over the exposure: Boracchi & Foi random trajectories, Gaussian-process trajectories, a
+constant-velocity line and a rotational model (small 3D rotations, H = K R(t) K^-1, so blur varies across the
+frame).
 
 Each generator is a pure function of its parameters and an integer seed, so a sample's meta (parameters and
 seed) replays its motion exactly. Paths are returned uncentred; `compose` recentres every layer's motion on
 the reference time.
+
+`SHAKE_MODELS` is the table of models by name, shared by the image path (`scene.camera_motion`) and the video
+path (`video.clip.shake_for`); recipe validation and the CLI's choices read its keys. A new model is one
+``build(params, size) -> Motion`` function here and one entry in the table.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import numba
 import numpy as np
@@ -70,6 +77,17 @@ def gp_trajectory(seed: int, length_px: float, lengthscale: float | None = None,
     return xy * (length_px / arc) if arc > 0 else xy
 
 
+def line_trajectory(seed: int, length_px: float, samples: int = PATH_SAMPLES) -> np.ndarray:
+    """A straight path at constant velocity (a steady pan during the exposure), direction uniform from ``seed``.
+
+    Returns:
+        float64 (samples, 2) positions in pixels, equally spaced in time, starting at (0, 0), ``length_px`` long.
+    """
+    angle = 2.0 * math.pi * np.random.default_rng(seed).random()
+    t = np.linspace(0.0, 1.0, samples)[:, None]
+    return t * length_px * np.array([[math.cos(angle), math.sin(angle)]])
+
+
 def rotational_motion(seed: int, size: tuple[int, int], length_px: float, fov_deg: float, roll_deg: float,
                       samples: int = PATH_SAMPLES) -> Motion:
     """Small 3D camera rotations seen through a pinhole: H(t) = K R(t) K^-1.
@@ -95,6 +113,59 @@ def rotational_motion(seed: int, size: tuple[int, int], length_px: float, fov_de
     rvec = np.stack([yaw_pitch[:, 1], -yaw_pitch[:, 0], roll], axis=1)  # pitch about x, yaw about y
     R = _rodrigues(rvec)
     return Motion(K @ R @ np.linalg.inv(K))
+
+
+@dataclass(frozen=True)
+class ShakeModel:
+    """A camera-shake model of ``SHAKE_MODELS``.
+
+    Attributes:
+        build: ``build(params, size) -> Motion``: the uncentred image-space motion of a camera whose drawn
+            parameters are ``params`` ({"length_px", "seed"}, and "fov_deg", "roll_deg" where ``uses_view``), on an
+            image of ``size`` (width, height) pixels.
+        uses_view: whether the model reads the field of view and roll (the video path draws them only then).
+    """
+
+    build: Callable[[dict, tuple[int, int]], Motion]
+    uses_view: bool = False
+
+
+def _bf(params: dict, size: tuple[int, int]) -> Motion:
+    return Motion.from_translation(bf_trajectory(params["seed"], params["length_px"]))
+
+
+def _gp(params: dict, size: tuple[int, int]) -> Motion:
+    return Motion.from_translation(gp_trajectory(params["seed"], params["length_px"]))
+
+
+def _line(params: dict, size: tuple[int, int]) -> Motion:
+    return Motion.from_translation(line_trajectory(params["seed"], params["length_px"]))
+
+
+def _rotational(params: dict, size: tuple[int, int]) -> Motion:
+    return rotational_motion(params["seed"], size, params["length_px"], params["fov_deg"], params["roll_deg"])
+
+
+def _none(params: dict, size: tuple[int, int]) -> Motion:
+    return Motion.identity()
+
+
+SHAKE_MODELS: dict[str, ShakeModel] = {
+    "bf": ShakeModel(_bf),
+    "gp": ShakeModel(_gp),
+    "line": ShakeModel(_line),
+    "rotational": ShakeModel(_rotational, uses_view=True),
+    "none": ShakeModel(_none),
+}
+
+
+def shake_motion(params: dict, size: tuple[int, int]) -> Motion:
+    """The camera's uncentred motion from its drawn parameters (``params["model"]`` names a ``SHAKE_MODELS``
+    entry), on an image of ``size`` (width, height)."""
+    model = params["model"]
+    if model not in SHAKE_MODELS:
+        raise ValueError(f"unknown camera shake model {model!r} (known: {', '.join(SHAKE_MODELS)})")
+    return SHAKE_MODELS[model].build(params, size)
 
 
 def _rodrigues(rvec: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """`blursynth video VIDEO... --out DIR`: blurred/sharp data from real clips (flow-interpolated exposures).
 
-Only click is imported here; the stages load inside the command, so `blursynth --help` stays fast.
+Only click and the shake-model table (for --shake's choices) are imported here; the stages load inside the
+command, so `blursynth --help` stays fast.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import shlex
 import sys
 
 import click
+
+from ..motion.shake import SHAKE_MODELS
 
 
 def _latent(value: str) -> str:
@@ -35,7 +38,7 @@ def _latent(value: str) -> str:
               help="Average in gamma G space: 1 averages the encoded values (GoPro's blur), 2.2 GoPro's blur_gamma "
                    "(default: sRGB linearization).")
 @click.option("--noise/--no-noise", default=None, help="Poisson-Gaussian sensor noise on the blurred frames.")
-@click.option("--shake", type=click.Choice(["none", "bf", "gp", "rotational"]), default=None,
+@click.option("--shake", type=click.Choice(list(SHAKE_MODELS)), default=None,
               help="Add camera shake on top of the clip's motion with this model.")
 @click.option("--resize", default=None, help="Output WIDTHxHEIGHT (after --crop).")
 @click.option("--crop", default=None, help="Crop X,Y,WIDTH,HEIGHT of the decoded frames.")

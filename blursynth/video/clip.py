@@ -133,7 +133,7 @@ def shake_for(recipe: VideoRecipe, name: str, seed: int, size: tuple[int, int]):
     models = {m: p for m, p in recipe.shake.models.items() if p > 0}
     if set(models) <= {"none"}:
         return None
-    from ..motion import Motion, bf_trajectory, gp_trajectory, rotational_motion
+    from ..motion import SHAKE_MODELS
 
     names = sorted(models)
     probs = np.array([models[m] for m in names], np.float64)
@@ -149,15 +149,11 @@ def shake_for(recipe: VideoRecipe, name: str, seed: int, size: tuple[int, int]):
         params = {"model": model, "length_px": length, "seed": model_seed}
         if model == "none":
             return None, params
-        if model == "bf":
-            motion = Motion.from_translation(bf_trajectory(model_seed, length))
-        elif model == "gp":
-            motion = Motion.from_translation(gp_trajectory(model_seed, length))
-        else:
+        if SHAKE_MODELS[model].uses_view:
             fov = float(s.fov_deg[0] + (s.fov_deg[1] - s.fov_deg[0]) * u[2])
             roll = float(s.roll_deg[0] + (s.roll_deg[1] - s.roll_deg[0]) * u[3])
             params.update(fov_deg=fov, roll_deg=roll)
-            motion = rotational_motion(model_seed, size, length, fov, roll)
+        motion = SHAKE_MODELS[model].build(params, size)
         return motion.recentered(0.5), params
 
     return draw

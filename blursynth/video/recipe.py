@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..motion.shake import SHAKE_MODELS
 from ..recipe import build_dataclass, check_field, check_range, load_data, to_plain
 
 Range = tuple[float, float]
 
-SHAKE_MODELS = ("bf", "gp", "rotational", "none")
 FORMATS = ("lmdb", "mp4", "gopro")
 FLOW_METHODS = ("dis", "farneback")
 FLOW_PRESETS = ("ultrafast", "fast", "medium")
@@ -172,7 +172,7 @@ def _validate(r: VideoRecipe) -> None:
     check_range("camera.read", c.read, lo=0.0)
     s = r.shake
     for model, p in s.models.items():
-        check_field(model in SHAKE_MODELS, f"shake.models.{model}", f"unknown shake model (known: {', '.join(SHAKE_MODELS)})")
+        check_field(model in SHAKE_MODELS, f"shake.models.{model}", f"unknown shake model (known: {', '.join(sorted(SHAKE_MODELS))})")
         check_field(p >= 0, f"shake.models.{model}", "probability must be >= 0")
     check_field(sum(s.models.values()) > 0, "shake.models", "probabilities must not all be 0")
     check_range("shake.length_px", s.length_px, lo=0.0)
