@@ -12,6 +12,7 @@ import click
 # parse_count, parse_size and option_sets stay importable from here for callers of the old names.
 from .commands.options import Count, option_sets, parse_count, parse_size, resolve_device_option  # noqa: F401
 from .recipe import RecipeError, load_recipe
+from .sources import spec_forms
 from .store.errors import StoreError
 
 class StoreFailure(click.ClickException):
@@ -47,7 +48,7 @@ def main(verbose: int) -> None:
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output directory.")
 @click.option("--recipe", default="default", show_default=True, help="Recipe name (blursynth/pipelines/) or YAML path.")
 @click.option("--source", default="builtin", show_default=True,
-              help="builtin, folder:DIR (graph-segmented), coco:ROOT (instances JSON + images) or ade20k:ROOT.")
+              help=f"{spec_forms(described=True)}.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Global seed.")
 @click.option("--size", default=None,
               help="Output WIDTHxHEIGHT (default: the recipe's, 1280x720); the recipe's blur lengths in pixels scale "

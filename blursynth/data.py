@@ -237,10 +237,9 @@ class OnTheFly(Dataset):
         self.source_spec = source if isinstance(source, str) else None
         self._source = None if isinstance(source, str) else source
         if self.source_spec is not None:
-            from .sources import SOURCE_KINDS
+            from .sources import parse_spec
 
-            if self.source_spec.partition(":")[0] not in SOURCE_KINDS:
-                raise ValueError(f"unknown source {source!r}: use builtin, folder:DIR, coco:ROOT or ade20k:ROOT")
+            parse_spec(self.source_spec)
         self.length = int(length)
         self.crop = _crop_size(crop)
         if self.crop is not None and (self.crop[0] > recipe.size[1] or self.crop[1] > recipe.size[0]):

@@ -13,7 +13,7 @@ from pycocotools.coco import COCO
 from skimage import data
 
 from blursynth.cli import main
-from blursynth.sources import Ade20kSource, CocoSource, SourceError, open_source, read_image
+from blursynth.sources import SOURCES, Ade20kSource, CocoSource, SourceError, open_source, read_image, spec_forms
 from blursynth.sources.ade20k import read_seg
 from blursynth.sources.base import random_view
 from blursynth.store.codec import decode_meta
@@ -393,10 +393,22 @@ def test_generate_from_ade20k(ade_root, tmp_path):
         assert labels == (["car"] if meta["source_id"].endswith("a.jpg") else []), meta["source_id"]
 
 
-@pytest.mark.parametrize("kind", ["coco", "ade20k"])
-def test_same_index_and_stream_give_the_same_item(kind, coco_root, ade_root):
-    root = coco_root if kind == "coco" else ade_root
-    src = open_source(f"{kind}:{root}", (96, 64))
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory) -> Path:
+    import cv2
+    import skimage.data
+
+    root = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut", "chelsea", "coffee"):
+        cv2.imwrite(str(root / f"{name}.png"), getattr(skimage.data, name)()[..., ::-1])
+    return root
+
+
+@pytest.mark.parametrize("kind", sorted(SOURCES))
+def test_same_index_and_stream_give_the_same_item(kind, coco_root, ade_root, photo_folder):
+    """Every kind of the SOURCES table (a new kind needs its test data here), opened from its spec."""
+    arg = {"builtin": None, "folder": photo_folder, "coco": coco_root, "ade20k": ade_root}[kind]
+    src = open_source(kind if arg is None else f"{kind}:{arg}", (96, 64))
     for index in (0, 1):
         a, b = (src.get(index, np.random.default_rng([7, index])) for _ in range(2))
         assert a.view == b.view and a.labels == b.labels and a.source_id == b.source_id
@@ -404,3 +416,17 @@ def test_same_index_and_stream_give_the_same_item(kind, coco_root, ade_root):
         assert (a.lights is None and b.lights is None) or np.array_equal(a.lights, b.lights)
         c = src.get(index, np.random.default_rng([8, index]))
         assert c.view != a.view
+
+
+def test_the_sources_table_is_what_specs_help_and_errors_name():
+    from blursynth.cli import generate
+
+    assert spec_forms() == "builtin, folder:DIR, coco:ROOT or ade20k:ROOT"
+    help_text = next(p for p in generate.params if p.name == "source").help
+    for kind, entry in SOURCES.items():
+        assert (kind if entry.arg is None else f"{kind}:{entry.arg} ({entry.help})") in help_text
+        bad = f"{kind}:x" if entry.arg is None else kind  # an argument where none is taken, or none where one is
+        with pytest.raises(ValueError, match=f"unknown source .*{spec_forms()}"):
+            open_source(bad, (64, 48))
+    with pytest.raises(ValueError, match="SAM segmentation applies to folder:DIR sources only"):
+        open_source("builtin", (64, 48), sam={"checkpoint": None, "model_type": "tiny"})
