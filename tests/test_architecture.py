@@ -140,3 +140,37 @@ def test_private_import_finder_finds_a_written_one(tmp_path):
 
 def test_no_imports_of_another_packages_private_names():
     assert private_imports() == []
+
+
+def external_importers(name: str, root: Path = ROOT) -> list[str]:
+    """The package's files that import the top-level package ``name`` (import X, import X.y, from X[.y] import ...),
+    at module level or inside a function."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                hit = any(a.name.split(".")[0] == name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                hit = node.level == 0 and (node.module or "").split(".")[0] == name
+            else:
+                continue
+            if hit:
+                out.append(str(path.relative_to(root.parent)))
+                break
+    return out
+
+
+def test_importer_finder_sees_function_level_and_dotted_imports(tmp_path):
+    pkg = _package(tmp_path, {"a.py": "def f():\n    import ray.util\n", "sub/b.py": "from ray import remote\n",
+                              "c.py": "import rayon\nfrom . import a\n"})
+    assert external_importers("ray", pkg) == ["pkg/a.py", "pkg/sub/b.py"]
+
+
+def test_ray_and_click_stay_in_their_layers():
+    """ARCHITECTURE.md: Ray is the runner's alone; click belongs to the command modules (issue 17 allows Ray in at
+    most 3 files; today it is 1)."""
+    assert external_importers("ray") == ["blursynth/runner.py"]
+    click_files = set(external_importers("click"))
+    assert click_files == {"blursynth/cli.py", "blursynth/commands/options.py", "blursynth/adapt/cli.py",
+                           "blursynth/events/cli.py", "blursynth/store/export_cli.py", "blursynth/train/cli.py",
+                           "blursynth/video/cli.py"}, sorted(click_files)
