@@ -107,14 +107,15 @@ def test_golden_scene_sampling():
     scaled = sample_scene(masks, ["a", "b", "c", "d"], at_reference, np.random.default_rng(3))
     f = 64 / 1280
     pixel = {("camera", "length_px"), ("parallax", "px"), ("objects", "speed_px")}
+    def same(got, want):
+        return got == (pytest.approx(want, rel=1e-12, abs=0) if isinstance(want, float) else want)
+
     for part in ("camera", "parallax"):
         for key, value in golden[part].items():
-            want = value * f if (part, key) in pixel else value
-            assert scaled[part][key] == pytest.approx(want, rel=1e-12, abs=0), (part, key)
+            assert same(scaled[part][key], value * f if (part, key) in pixel else value), (part, key)
     assert len(scaled["objects"]) == len(golden["objects"]) >= 2
     for got, old in zip(scaled["objects"], golden["objects"]):
         assert got.keys() == old.keys()
         for key, value in old.items():
-            want = value * f if ("objects", key) in pixel else value
-            assert got[key] == (pytest.approx(want, rel=1e-12, abs=0) if isinstance(value, float) else want), key
+            assert same(got[key], value * f if ("objects", key) in pixel else value), key
     assert scaled["highlight_boost"] == golden["highlight_boost"]
