@@ -124,7 +124,7 @@ def host_render(host, packed, plan, width, height):
 
 
 def numba_render(packed, plan, width, height):
-    """exact.py's kernel on the same plan, every pixel gathered (no convolution prefill)."""
+    """The reference numba kernel (render/gather.py's _integrate) on the same plan, every pixel gathered (no convolution prefill)."""
     out = np.empty((height, width, 3), np.float32)
     covered = np.ones((height, width), dtype=bool)
     _integrate(packed.buf, packed.offsets, packed.dims, packed.extend, plan.Hinv, plan.boxes, plan.start,

@@ -286,7 +286,7 @@ def test_rotating_extended_background_matches_supersampled_reference():
 
 
 def test_sparse_object_under_perspective_equals_the_mean_of_its_latent_frames():
-    """Each object is swept only over the columns where its alpha can be non-zero (exact.py, _alpha_columns):
+    """Each object is swept only over the columns where its alpha can be non-zero (render/gather.py, _alpha_columns):
     a thin diagonal stroke (mostly empty box) under a rotating, zooming, perspective path must still equal the
     mean of the latent images, which the sharp-image kernel composites pixel by pixel without that shortcut."""
     h, w = 96, 128
