@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from contextlib import contextmanager
@@ -198,6 +199,7 @@ def main():
     args = ap.parse_args()
     pairs = 2 if args.quick else args.pairs
     threads_all = numba.config.NUMBA_NUM_THREADS
+    load_start = os.getloadavg()
     result = {"machine": machine_info(), "integrators": bench_integrators(threads_all, 2 if args.quick else 16),
               "pairs": []}
     for method, overrides in (("exact", FIVE), ("layered", TRANSLATION)):
@@ -210,6 +212,7 @@ def main():
         row["ratio_to_target"] = row["per_pair_cpu_s"] / row["target_s"]
         row["ratio_to_target_without_source"] = row["per_pair_cpu_s_without_source"] / row["target_s"]
         row["wall_ratio_to_target"] = row["per_pair_s"] / row["target_s"]
+    result["load_1_5_15"] = {"start": list(load_start), "end": list(os.getloadavg())}
     Path(args.out).write_text(json.dumps(result, indent=2))
     for name, row in result["integrators"].items():
         print(f"{name} ({row['camera']} camera, {row['objects']} objects, up to {row['adaptive_max_samples']} samples):")
@@ -229,7 +232,7 @@ def main():
               f"({row['per_pair_s']:.3f} s wall; target {row['target_s']} s, ratio {row['ratio_to_target']:.2f}); "
               f"without the source stage {row['per_pair_cpu_s_without_source']:.3f} "
               f"(ratio {row['ratio_to_target_without_source']:.2f}); CPU ms: {stages}")
-    print(f"wrote {args.out}")
+    print(f"load average {load_start[0]:.2f} -> {result['load_1_5_15']['end'][0]:.2f}; wrote {args.out}")
 
 
 if __name__ == "__main__":
