@@ -12,7 +12,7 @@ import click
 # parse_count, parse_size and option_sets stay importable from here for callers of the old names.
 from .commands.options import Count, option_sets, parse_count, parse_size, resolve_device_option  # noqa: F401
 from .recipe import RecipeError, load_recipe
-from .sources import spec_forms
+from .sources import SOURCES, spec_forms
 from .store.errors import StoreError
 
 class StoreFailure(click.ClickException):
@@ -117,7 +117,8 @@ def _sam_options(source: str, checkpoint: str | None, model: str | None) -> dict
     file fails before any work starts."""
     if checkpoint is None and model is None:
         return None
-    if not source.startswith("folder:"):
+    kind, _, arg = source.partition(":")
+    if not (kind in SOURCES and SOURCES[kind].segments and arg):
         raise click.UsageError("--sam-checkpoint/--sam-model apply to --source folder:DIR only")
     model = model or "vit_b"
     if checkpoint is None and model != "tiny":
