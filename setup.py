@@ -73,6 +73,6 @@ setup(
         "sam": ["segment-anything>=1.0"],
         "dev": ["pytest>=7", "pytest-timeout>=2.2", "segment-anything>=1.0", "scikit-video>=1.1"],
     },
-    entry_points={"console_scripts": ["blursynth=blursynth.cli:main"]},
+    entry_points={"console_scripts": ["blursynth=blursynth.commands:main"]},
     **cuda_build(),
 )

@@ -135,9 +135,9 @@ def clip_head(src: Path, frames: int, dst: Path) -> Path:
 
 
 def blursynth_exe() -> list[str]:
-    """The installed console script next to this interpreter (what a user types), else `python -m blursynth.cli`."""
+    """The installed console script next to this interpreter (what a user types), else `python -m blursynth`."""
     exe = Path(sys.executable).with_name("blursynth")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "blursynth.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "blursynth"]
 
 
 def run_plan(sizes: Sizes, work: Path, floors: Floors, only: set[str] | None = None) -> dict[str, dict]:

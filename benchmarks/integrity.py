@@ -50,7 +50,7 @@ def main() -> None:
     pairs = 8
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        subprocess.run([sys.executable, "-m", "blursynth.cli", "generate", "--num", str(pairs), "--out", str(out),
+        subprocess.run([sys.executable, "-m", "blursynth", "generate", "--num", str(pairs), "--out", str(out),
                         "--size", "1280x720", "--workers", "0", "--no-progress"], check=True, capture_output=True)
         manifest = Manifest.load(out)
         reader = ShardReader(out / manifest.shards[0].name)

@@ -29,7 +29,7 @@ from common import machine_info
 
 def run(num: int, workers: int, out: Path, shard_size: int) -> dict:
     """One `blursynth generate` in a subprocess; wall time and the peak RSS of every process it started."""
-    cmd = [sys.executable, "-m", "blursynth.cli", "generate", "--num", str(num), "--out", str(out), "--seed", "3",
+    cmd = [sys.executable, "-m", "blursynth", "generate", "--num", str(num), "--out", str(out), "--seed", "3",
            "--shard-size", str(shard_size), "--workers", str(workers), "--no-progress"]
     # one thread per worker everywhere, the in-process run included, so the configurations compare equal compute
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}

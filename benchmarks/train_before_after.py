@@ -30,7 +30,7 @@ from common import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NO_MALLOC = ("import sys, blursynth.train.memory as m; m.keep_freed_memory = lambda: {}; "
-             "from blursynth.cli import main; sys.argv[0] = 'blursynth'; main()")
+             "import runpy; sys.argv[0] = 'blursynth'; runpy.run_module('blursynth', run_name='__main__')")
 
 
 def main(argv=None) -> dict:
@@ -49,7 +49,7 @@ def main(argv=None) -> dict:
     def run(variant: str, cmd_args: list, label: str) -> None:
         tree, code = trees[variant]
         env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()))
-        cmd = [sys.executable, "-c", code, *cmd_args] if code else [sys.executable, "-m", "blursynth.cli", *cmd_args]
+        cmd = [sys.executable, "-c", code, *cmd_args] if code else [sys.executable, "-m", "blursynth", *cmd_args]
         load = os.getloadavg()[0]
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()

@@ -1,4 +1,4 @@
 """`python -m blursynth ...`: the same command line as the `blursynth` console script."""
-from .cli import main
+from .commands import main
 
 main(prog_name="blursynth")

@@ -27,7 +27,7 @@ from blursynth.adapt.run import AdaptError, run_adapt
 from blursynth.adapt.settings import load_settings
 from blursynth.adapt.sharpness import EnergyMap, _noise_gain, patch_grid, score_patches, select_sharpest
 from blursynth.camera import Response, add_noise, encode_u8
-from blursynth.cli import main
+from blursynth.commands import main
 from blursynth.data import ShardDataset
 from blursynth.motion import Motion, rasterize_psf
 from blursynth.recipe import RecipeError

@@ -212,7 +212,7 @@ def test_gpu_workers_on_ray_write_the_in_process_cuda_bytes(tmp_path):
 def test_events_command_on_cuda_writes_the_cpu_events(tmp_path):
     from click.testing import CliRunner
 
-    from blursynth.cli import main
+    from blursynth.commands import main
     from blursynth.runner import run_generate
 
     run = tmp_path / "run"
@@ -237,7 +237,7 @@ def test_video_events_on_cuda_equal_cpu(tmp_path):
     from skimage import data
 
     from _util import shard_bytes, write_video
-    from blursynth.cli import main
+    from blursynth.commands import main
     photo = data.astronaut()
     frames = [np.ascontiguousarray(photo[100:148, 100 + 2 * k:164 + 2 * k]) for k in range(10)]
     clip = write_video(tmp_path / "pan.avi", frames, fps=20.0)

@@ -254,7 +254,7 @@ def test_video_windows_read_as_frame_stacks_with_one_crop(tmp_path):
     from click.testing import CliRunner
 
     from _util import write_video
-    from blursynth.cli import main
+    from blursynth.commands import main
     from blursynth.store import ShardReader
     from blursynth.store.codec import decode_image
 

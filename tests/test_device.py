@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from skimage import data
 
 from blursynth import cuda as bcuda
-from blursynth.cli import main
+from blursynth.commands import main
 from blursynth.events.frames import downscale, to_gray
 from blursynth.recipe import load_recipe
 from blursynth.runner import RunError, default_gpu_workers, run_generate

@@ -10,7 +10,7 @@ import pytest
 from _util import mounted_tmpfs
 from click.testing import CliRunner
 
-from blursynth.cli import main
+from blursynth.commands import main
 from blursynth.recipe import load_recipe
 from blursynth.runner import run_generate
 from blursynth.store.errors import DiskFullError
@@ -31,7 +31,7 @@ def small_disk(tmp_path):
 
 def test_disk_full_is_a_clear_error_and_resume_after_freeing_space_finishes_the_run(small_disk, tmp_path):
     out = small_disk / "run"
-    cmd = [sys.executable, "-m", "blursynth.cli", "generate", "--num", str(NUM), "--out", str(out), "--size", SIZE,
+    cmd = [sys.executable, "-m", "blursynth", "generate", "--num", str(NUM), "--out", str(out), "--size", SIZE,
            "--shard-size", str(SHARD), "--workers", "0", "--no-progress"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 4, r.stdout + r.stderr

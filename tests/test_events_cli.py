@@ -12,7 +12,7 @@ from skimage import data
 
 from _util import write_video
 
-from blursynth.cli import main
+from blursynth.commands import main
 from blursynth.events import decode_events, simulate, to_gray
 from blursynth.events.exposure import gap_scene, scene_events
 from blursynth.events.formats import read_gem_npz, read_h5, read_npz

@@ -16,13 +16,14 @@ from skimage import data
 
 from _util import write_video
 
-from blursynth.cli import main
+from blursynth.commands import main
 from blursynth.events import decode_events, downscale, simulate, to_gray
 from blursynth.events.driver import EventOptions, run_events
 from blursynth.events.formats import read_npz
 from blursynth.store.shard import ShardReader
 from blursynth.video import interval, latent_count, latent_frame, linearize, read_frames, visibility
-from blursynth.video.blur import Interval, _accumulate_interval
+from blursynth.video.blur import Interval
+from blursynth.video.kernels import _accumulate_interval
 from blursynth.video.latent import FLOW_PRESET, gray_latent, gray_latents
 
 V_PX = (1.37, 0.61)  # known subpixel motion per frame, pixels (x right, y down)

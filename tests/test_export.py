@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from blursynth.cli import main
+from blursynth.commands import main
 from blursynth.data import ShardDataset
 from blursynth.recipe import load_recipe
 from blursynth.runner import run_generate

@@ -7,7 +7,8 @@ from click.testing import CliRunner
 from skimage import data
 
 from blursynth.camera import Response
-from blursynth.cli import main, parse_count
+from blursynth.commands import main
+from blursynth.commands.options import parse_count
 from blursynth.data import ShardDataset
 from blursynth.recipe import RecipeError, load_recipe
 from blursynth.render import render

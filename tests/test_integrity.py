@@ -18,7 +18,7 @@ from _util import mounted_tmpfs
 from click.testing import CliRunner
 from torch.utils.data import DataLoader
 
-from blursynth.cli import main
+from blursynth.commands import main
 from blursynth.data import ShardDataset, collate
 from blursynth.inspect import verify
 from blursynth.recipe import load_recipe
@@ -377,7 +377,7 @@ def test_shards_without_digests_are_read_unchecked(tmp_path, caplog):
 
 
 def _blursynth(*args):
-    return subprocess.run([sys.executable, "-m", "blursynth.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "blursynth", *map(str, args)], capture_output=True, text=True,
                           timeout=300)
 
 

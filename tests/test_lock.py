@@ -15,7 +15,7 @@ from _util import kill_after_first_shard, write_video
 from click.testing import CliRunner
 from skimage import data as skdata
 
-from blursynth.cli import main
+from blursynth.commands import main
 from blursynth.recipe import load_recipe
 from blursynth.runner import run_generate
 from blursynth.store import lock as lock_module
@@ -23,7 +23,7 @@ from blursynth.store.errors import RunLockedError
 from blursynth.store.lock import LOCK_NAME, RunLock, new_output_lock_path
 from blursynth.store.manifest import Manifest
 
-GENERATE = [sys.executable, "-m", "blursynth.cli", "generate", "--size", "96x64", "--shard-size", "4", "--workers",
+GENERATE = [sys.executable, "-m", "blursynth", "generate", "--size", "96x64", "--shard-size", "4", "--workers",
             "0", "--no-progress"]
 
 
@@ -164,7 +164,7 @@ def test_adapt_events_and_export_refuse_a_second_writer(command, small_inputs, t
             "export": ["export", str(small_inputs["run"]), "--format", "gopro", "--out", str(out), "--no-progress"]}
     path = new_output_lock_path(out) if command == "export" else out / LOCK_NAME
     with RunLock(out, "the test's writer", path=path):
-        r = subprocess.run([sys.executable, "-m", "blursynth.cli", *args[command]], capture_output=True, text=True,
+        r = subprocess.run([sys.executable, "-m", "blursynth", *args[command]], capture_output=True, text=True,
                            timeout=300)
         assert r.returncode == 3, r.stdout + r.stderr
         assert f"{out} is being written by pid {os.getpid()} on host {socket.gethostname()}" in r.stderr

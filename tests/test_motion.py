@@ -134,7 +134,7 @@ def test_line_model_is_a_straight_constant_velocity_path_in_a_seeded_direction()
 
 def test_the_shake_table_is_what_recipes_and_the_video_cli_accept():
     from blursynth.recipe import RecipeError, load_recipe
-    from blursynth.video.cli import video
+    from blursynth.commands.video import video
     from blursynth.video.recipe import load_video_recipe
 
     shake_option = next(p for p in video.params if p.name == "shake")

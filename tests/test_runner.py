@@ -98,7 +98,7 @@ def _ray_task_pids() -> list[int]:
 
 def test_a_killed_ray_worker_is_retried_and_the_run_completes(reference_run, tmp_path):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "blursynth.cli", "generate", "--num", "6", "--out", str(out), "--seed", "5",
+    cmd = [sys.executable, "-m", "blursynth", "generate", "--num", "6", "--out", str(out), "--seed", "5",
            "--shard-size", "2", "--size", "96x64", "--workers", "1", "--no-progress"]
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -121,7 +121,7 @@ def test_a_killed_ray_worker_is_retried_and_the_run_completes(reference_run, tmp
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_driver_killed_mid_run_resumes_to_the_same_bytes(reference_run, tmp_path, workers):
     out = tmp_path / "crashed"
-    cmd = [sys.executable, "-m", "blursynth.cli", "generate", "--num", "6", "--out", str(out), "--seed", "5",
+    cmd = [sys.executable, "-m", "blursynth", "generate", "--num", "6", "--out", str(out), "--seed", "5",
            "--shard-size", "2", "--size", "96x64", "--workers", workers, "--no-progress"]
     before = set(_orphaned_ray_pids())
     kill_after_first_shard(cmd, out)
@@ -161,7 +161,7 @@ def two_node_cluster():
 def test_generate_joins_a_two_node_cluster_and_uses_both(two_node_cluster, reference_run, tmp_path):
     before = listening_sockets()
     out = tmp_path / "cluster"
-    cmd = [sys.executable, "-m", "blursynth.cli", "generate", "--num", "6", "--out", str(out), "--seed", "5",
+    cmd = [sys.executable, "-m", "blursynth", "generate", "--num", "6", "--out", str(out), "--seed", "5",
            "--shard-size", "1", "--size", "96x64", "--address", two_node_cluster.address, "--no-progress"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -151,7 +151,7 @@ def test_folder_run_segmented_with_sam_end_to_end(tmp_path):
     from click.testing import CliRunner
     from skimage import data
 
-    from blursynth.cli import main
+    from blursynth.commands import main
     from blursynth.data import ShardDataset
     from blursynth.recipe import load_recipe
     from blursynth.runner import run_generate

@@ -6,7 +6,7 @@ from scipy import ndimage
 from skimage import data
 import cv2
 
-from blursynth.cli import main
+from blursynth.commands import main
 from blursynth.data import ShardDataset
 from blursynth.motion import Motion, bf_trajectory, exposure_times, rasterize_psf
 from blursynth.recipe import RecipeError, load_recipe

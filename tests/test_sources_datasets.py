@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from skimage import data
 
-from blursynth.cli import main
+from blursynth.commands import main
 from blursynth.sources import SOURCES, Ade20kSource, CocoSource, SourceError, open_source, read_image, spec_forms
 from blursynth.sources.ade20k import read_seg
 from blursynth.sources.base import random_view
@@ -419,7 +419,7 @@ def test_same_index_and_stream_give_the_same_item(kind, coco_root, ade_root, pho
 
 
 def test_the_sources_table_is_what_specs_help_and_errors_name():
-    from blursynth.cli import generate
+    from blursynth.commands.generate import generate
 
     assert spec_forms() == "builtin, folder:DIR, coco:ROOT or ade20k:ROOT"
     help_text = next(p for p in generate.params if p.name == "source").help

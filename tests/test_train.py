@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from blursynth.cli import main
+from blursynth.commands import main
 from blursynth.data import ShardDataset
 from blursynth.recipe import load_recipe
 from blursynth.runner import run_generate

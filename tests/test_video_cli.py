@@ -14,14 +14,15 @@ from click.testing import CliRunner
 from skimage import data
 
 from _util import shard_bytes, write_video
-from blursynth.cli import main
+from blursynth.commands import main
 from blursynth.motion import Motion, bf_trajectory, rasterize_psf
 from blursynth.runner import RunError, plan_clips, run_video
 from blursynth.store.codec import decode_image, decode_meta
 from blursynth.store.manifest import Manifest
 from blursynth.store.shard import ShardReader
 from blursynth.video import blur_frames, linearize, load_video_recipe, read_frames
-from blursynth.video.blur import Timeline, _accumulate, _accumulate_warped, interval
+from blursynth.video.blur import Timeline, _accumulate, interval
+from blursynth.video.kernels import _accumulate_warped
 from blursynth.video.clip import clip_settings
 from blursynth.video.filters import brightness, psnr, texture
 

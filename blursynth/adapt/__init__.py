@@ -4,7 +4,7 @@ relative sharpness (`sharpness`) -> the domain's blur condition from flow x expo
 noise (`noise`) -> the sharpest patches reblurred by the engine with matching blur and noise (`reblur`) ->
 shards like `generate`'s (`run.run_adapt`, `blursynth adapt`).
 
-Names are imported on first use, so `blursynth --help` (which imports `adapt.cli`) loads no numerics.
+Names are imported on first use, so `blursynth --help` (which imports `commands.adapt`) loads no numerics.
 """
 import importlib
 

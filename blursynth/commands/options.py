@@ -1,7 +1,7 @@
 """Option helpers shared by every command: counts (1k, 100k, 1M), sizes (WIDTHxHEIGHT), `--set` lists from
-options, and the `--device` check. The first piece of the application layer (`blursynth/commands/`): the
-command modules import these from here, never from `blursynth.cli`, so no command module imports the click group
-that registers it (that was a five-file import cycle)."""
+options, and the `--device` check. The command modules import these from here, never from the group in
+`commands/__init__.py`, so no command module imports the group that registers it (the old `blursynth/cli.py` and
+the stage packages' `cli.py` files imported each other: a five-file import cycle)."""
 from __future__ import annotations
 
 import re

@@ -1,5 +1,5 @@
 """What `blursynth events` does, without click: read an input (video, folder of frames, generated run), make
-latent frames, simulate, write h5 / npz / GEM npz and a summary (events.json). See events/cli.py."""
+latent frames, simulate, write h5 / npz / GEM npz and a summary (events.json). See commands/events.py."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,7 +1,6 @@
-"""blursynth's command line."""
+"""`blursynth generate --num N --out DIR`: segmentation-based non-uniform blur, written to LMDB shards."""
 from __future__ import annotations
 
-import logging
 import os
 import shlex
 import sys
@@ -9,41 +8,12 @@ from pathlib import Path
 
 import click
 
-# parse_count, parse_size and option_sets stay importable from here for callers of the old names.
-from .commands.options import Count, option_sets, parse_count, parse_size, resolve_device_option  # noqa: F401
-from .recipe import RecipeError, load_recipe
-from .sources import SOURCES, spec_forms
-from .store.errors import StoreError
-
-class StoreFailure(click.ClickException):
-    """A StoreError ended a command: its message, and its exit code (store/errors.py: 3 locked, 4 disk full,
-    5 corrupt record)."""
-
-    def __init__(self, error: StoreError):
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
+from ..recipe import RecipeError, load_recipe
+from ..sources import SOURCES, spec_forms
+from .options import Count, option_sets, parse_size, resolve_device_option
 
 
-class _Group(click.Group):
-    """The command group: a StoreError from any command ends it with one clear message and its exit code, never
-    a traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except StoreError as exc:
-            raise StoreFailure(exc) from exc
-
-
-@click.group(cls=_Group)
-@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
-def main(verbose: int) -> None:
-    """blursynth: realistic sharp/blurred training pairs for motion deblurring."""
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
-                        format="%(levelname)s %(name)s: %(message)s")
-
-
-@main.command()
+@click.command()
 @click.option("--num", "num", type=Count(), required=True, help="Samples to make: 1000, 1k, 100k, 1M.")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output directory.")
 @click.option("--recipe", default="default", show_default=True, help="Recipe name (blursynth/pipelines/) or YAML path.")
@@ -81,7 +51,7 @@ def main(verbose: int) -> None:
 def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, events, overrides, sam_checkpoint,
              sam_model, workers, address, device, gpu_workers, resume, dry_run, no_progress):
     """Segmentation-based non-uniform blur: sharp/blurred pairs written to LMDB shards in OUT."""
-    from .runner import RunError, run_generate
+    from ..runner import RunError, run_generate
 
     sets = list(overrides)
     if size is not None:
@@ -123,7 +93,7 @@ def _sam_options(source: str, checkpoint: str | None, model: str | None) -> dict
     model = model or "vit_b"
     if checkpoint is None and model != "tiny":
         raise click.UsageError(f"--sam-model {model} needs --sam-checkpoint PATH")
-    from .segment.sam import SamSegmenter
+    from ..segment.sam import SamSegmenter
 
     sam = {"checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()), "model_type": model}
     try:
@@ -131,65 +101,3 @@ def _sam_options(source: str, checkpoint: str | None, model: str | None) -> dict
     except (FileNotFoundError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     return sam
-
-
-@main.command("inspect")
-@click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--verify", "check", is_flag=True,
-              help="Recompute every shard's checksum and compare indices and counts with the manifest.")
-@click.option("--preview", "preview_png", type=click.Path(dir_okay=False), default=None,
-              help="Write a contact sheet PNG: sharp | blurred | blur map, one row per sample.")
-@click.option("--n", "n", type=click.IntRange(min=1), default=8, show_default=True, help="Rows of the preview.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-def inspect_run(run_dir, check, preview_png, n, no_progress):
-    """Summarize the run in RUN_DIR; optionally verify its shards and write a preview."""
-    from tqdm import tqdm
-
-    from .inspect import format_summary, preview, summarize, verify
-    from .store.manifest import Manifest
-
-    try:
-        manifest = Manifest.load(run_dir)  # for the progress totals; its errors name the path
-        with tqdm(total=manifest.num_written, unit="pair", desc="reading meta", leave=False,
-                  disable=no_progress) as bar:
-            summary = summarize(run_dir, progress=bar.update)
-        for line in format_summary(summary):
-            click.echo(line)
-        result = None
-        if check:
-            with tqdm(total=summary["shards"]["total_bytes"], unit="B", unit_scale=True, desc="verifying",
-                      leave=False, disable=no_progress) as bar:
-                result = verify(run_dir, progress=bar.update)
-            for line in result.lines():
-                click.echo(line)
-        if preview_png is not None:
-            click.echo(f"preview: {preview(run_dir, preview_png, n=n)}")
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    if result is not None and not result.ok:
-        sys.exit(1)
-
-
-# Subcommands that live beside their stages: one line each. Their modules import only click (and this module's
-# helpers) at import time, so `blursynth --help` stays fast; the heavy stages load inside the commands.
-# (blursynth video, events, train, evaluate, export, adapt register here.)
-from .train.cli import evaluate as _evaluate_cmd  # noqa: E402
-from .train.cli import train as _train_cmd  # noqa: E402
-from .store.export_cli import export as _export_cmd  # noqa: E402
-
-main.add_command(_train_cmd)
-main.add_command(_evaluate_cmd)
-main.add_command(_export_cmd)
-from .events.cli import events as _events_cmd  # noqa: E402
-
-main.add_command(_events_cmd)
-from .video.cli import video as _video_cmd  # noqa: E402
-
-main.add_command(_video_cmd)
-from .adapt.cli import adapt as _adapt_cmd  # noqa: E402
-
-main.add_command(_adapt_cmd)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

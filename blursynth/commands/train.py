@@ -48,10 +48,10 @@ def train(data, recipe, source, size, val, out, iters, resume, init, preset, wid
           lr, weight_decay,
           grad_clip, workers, seed, val_every, ckpt_every, val_max, device, amp, no_amp, skip_corrupt, no_progress):
     """Train a restoration model on blursynth pairs; continues RUN/last.pt when present."""
-    from ..commands.options import parse_size
-    from .loop import TrainConfig
-    from .loop import train as run_train
-    from .memory import keep_freed_memory
+    from .options import parse_size
+    from ..train.loop import TrainConfig
+    from ..train.loop import train as run_train
+    from ..train.memory import keep_freed_memory
 
     if (data is None) == (recipe is None):
         raise click.UsageError("give exactly one of --data DIR or --recipe NAME")
@@ -114,10 +114,10 @@ def evaluate(checkpoint, data, blur_dir, sharp_dir, align, save_dir, csv_path, r
 
     from tqdm import tqdm
 
-    from .evaluate import evaluate as run_eval
-    from .evaluate import folder_pairs, format_table, load_folder_pairs, mean_row, shard_pairs, write_csv
-    from .loop import load_model
-    from .memory import keep_freed_memory
+    from ..train.evaluate import evaluate as run_eval
+    from ..train.evaluate import folder_pairs, format_table, load_folder_pairs, mean_row, shard_pairs, write_csv
+    from ..train.loop import load_model
+    from ..train.memory import keep_freed_memory
 
     if (data is None) == (blur_dir is None and sharp_dir is None):
         raise click.UsageError("give either --data DIR or --blur DIR --sharp DIR")

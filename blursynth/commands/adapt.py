@@ -34,10 +34,10 @@ def adapt(inputs, out, recipe, ratio, max_blur_px, patch_size, exposure_ratio, p
     Blur/RGB/*.png, folders of frames), measure how that domain blurs and how noisy it is, and reblur the
     patches with matching blur and noise into LMDB shards in OUT (read them with ShardDataset, fine-tune with
     `blursynth train`)."""
-    from ..commands.options import option_sets
+    from .options import option_sets
     from ..recipe import RecipeError
-    from .run import AdaptError, run_adapt
-    from .settings import load_settings
+    from ..adapt.run import AdaptError, run_adapt
+    from ..adapt.settings import load_settings
 
     sets = list(overrides) + option_sets([
         ("sharpness.ratio", ratio), ("sharpness.max_blur_px", max_blur_px), ("sharpness.patch_size", patch_size),

@@ -20,8 +20,8 @@ def export(run_dir, fmt, out, split, samples_per_tar, skip_corrupt, no_progress)
     """Export the pairs of RUN_DIR for other trainers (BasicSR/NAFNet LMDB, GoPro folders, WebDataset)."""
     from tqdm import tqdm
 
-    from .export import export as run_export
-    from .manifest import Manifest
+    from ..store.export import export as run_export
+    from ..store.manifest import Manifest
 
     try:
         total = Manifest.load(run_dir).num_written

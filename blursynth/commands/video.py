@@ -67,10 +67,10 @@ def video(videos, out, recipe, fmt, fps, duty_cycle, latent, gamma, noise, shake
           flow_scale, no_filters, events, overrides, seed, workers, address, device, gpu_workers, resume, dry_run,
           no_progress):
     """Blurred/sharp pairs from real VIDEOS (files or folders) by flow-interpolated exposures."""
-    from ..commands.options import option_sets, parse_size, resolve_device_option
+    from .options import option_sets, parse_size, resolve_device_option
     from ..recipe import RecipeError
     from ..runner import RunError, plan_clips, run_video
-    from .recipe import load_video_recipe
+    from ..video.recipe import load_video_recipe
 
     device = resolve_device_option(device)
 

@@ -46,9 +46,9 @@ import click
 def events(input_path, out, fmt, threshold, threshold_neg, refractory_s, scale, noise, random_reference, seed,
            latent, timestamps, num, device, no_progress):
     """Simulate event streams from INPUT (video file, folder of frames + timestamps, or generated run)."""
-    from ..commands.options import resolve_device_option
+    from .options import resolve_device_option
     from ..store.rundir import RunError
-    from .driver import EventOptions, InputError, run_events
+    from ..events.driver import EventOptions, InputError, run_events
 
     device = resolve_device_option(device)
 
