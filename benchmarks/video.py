@@ -111,7 +111,8 @@ def stage_floors(clip: Path, repeats: int = 5) -> dict:
 
     from blursynth.camera import Response, add_noise, encode_u8
     from blursynth.store.codec import encode_image
-    from blursynth.video.blur import _accumulate_interval, interval
+    from blursynth.video.blur import interval
+    from blursynth.video.kernels import _accumulate_interval
     from blursynth.video.decode import read_frames
     from blursynth.video.flow import auto_scale, flow_pair
     from blursynth.video.interpolate import linear_lut

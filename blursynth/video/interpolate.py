@@ -13,7 +13,7 @@ consistency check (Sundaram et al. 2010) and 0 where it is occluded in the other
 source location as the colour. Where both weights vanish the blend falls back to the plain temporal weights.
 
 Everything is done on linear radiance (`camera.Response.to_linear`), never on encoded values, so that the
-exposure integral that follows is physically right. `latent_frame` is the readable numpy reference; `blur.py`
+exposure integral that follows is physically right. `latent_frame` is the readable numpy reference; `kernels.py`
 fuses the same arithmetic with the accumulation in a numba kernel. `visibility` runs a numba kernel (its numpy
 reference is in tests/test_video.py) because it is computed for every frame pair.
 """
@@ -211,7 +211,7 @@ def bilinear(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """Backward warp: out[y, x] = img at (x + flow[y, x, 0], y + flow[y, x, 1]), bilinear, border replicated.
 
     img: float32 (H, W) or (H, W, C); flow: float32 (H, W, 2) in pixels. Returns float32 of img's shape. The
-    float arithmetic here is what the numba kernel in blur.py repeats (cv2.remap quantizes the weights to
+    float arithmetic here is what the numba kernel in kernels.py repeats (cv2.remap quantizes the weights to
     1/32 pixel, so it would not serve as a reference).
     """
     h, w = img.shape[:2]

@@ -11,7 +11,7 @@ blend of the two warped frames whose weights (time and visibility) do not depend
 luminance is linear, so the luminance of the latent frame is the same blend of the two frames' luminances:
 `gray_latent` warps and blends to_gray(lin0) and to_gray(lin1), one channel instead of three, and never makes an
 RGB latent frame. Each thread takes one row of the output; for each tau it makes the s input rows under it with
-the video kernel's own sample points and blend weights (`blur._row_cells`, `blur._blend_weights`: the latent
+the video kernel's own sample points and blend weights (`kernels._row_cells`, `kernels._blend_weights`: the latent
 images `blursynth video` integrates) and adds them into the row's block sums. `gray_latents` streams a clip
 through it, with the flows and visibilities of each interval computed once (`blur.Timeline`) and the next
 interval's computed in a background thread while this one's frames are made.
@@ -29,7 +29,8 @@ import numpy as np
 
 from ..camera import Response
 from ..events.frames import downscale, to_gray
-from .blur import Interval, Timeline, _bilinear, _blend_weights, _row_cells
+from .blur import Interval, Timeline
+from .kernels import _bilinear, _blend_weights, _row_cells
 from .interpolate import latent_steps, linear_lut
 
 # DIS preset of the events' flows: the video path's default (recipe.VideoFlowRecipe, where its accuracy is
@@ -120,7 +121,7 @@ def gray_latent(gray0: np.ndarray, gray1: np.ndarray, iv: Interval, taus: np.nda
 def _gray_rows(gray0, gray1, p01, p10, v0, v1, m0, m1, taus, scale, out):
     # out[i, Y, X] = mean over the scale x scale block (Y, X) of latent frame taus[i] of the gray frames. One
     # output row per thread, so the bytes do not depend on the thread count. Per tau, each of the `scale` input
-    # rows under it: the video kernel's cells and blend weights (blur._row_cells, blur._blend_weights), one
+    # rows under it: the video kernel's cells and blend weights (kernels._row_cells, kernels._blend_weights), one
     # channel gathered, added into the block sums in float64, where a sum of s^2 float32 values is exact unless
     # their magnitudes span more than about 2^(29 - 2 log2 s): downscale's float64 mean whatever the order.
     h, w = gray0.shape
