@@ -250,6 +250,36 @@ def test_readers_of_one_shard_share_it_and_survive_a_fork(tmp_path):
     b.close()
 
 
+def test_a_reader_collected_while_its_thread_holds_the_table_lock_does_not_deadlock(tmp_path, monkeypatch):
+    """Garbage collection runs ShardReader.__del__ at any allocation, also inside _acquire / _release while this
+    thread holds the environment table's (non-reentrant) lock: a DataLoader read in test_integrity hung forever
+    so. __del__ must not wait on the lock; the release it queues is done by the next acquire."""
+    import threading
+
+    records = _records(2)
+    path = tmp_path / _write(tmp_path, 0, records).name
+    reader = ShardReader(path)
+    assert reader.get(0, "blur") == records[0]["blur"]
+    key = reader._key
+    lock = threading.Lock()
+    monkeypatch.setattr(shard_module, "_shared_lock", lock)
+    collected = threading.Event()
+
+    def collect_inside_the_lock():
+        with lock:  # as _acquire holds it when a collection strikes
+            reader.__del__()
+        collected.set()
+
+    threading.Thread(target=collect_inside_the_lock, daemon=True).start()
+    assert collected.wait(10), "ShardReader.__del__ waited on the lock its own thread holds"
+    assert shard_module._shared[key][2] == 1  # still open: the release is queued, not lost
+    other = ShardReader(path)
+    assert other.get(1, "sharp") == records[1]["sharp"]
+    assert shard_module._shared[key][2] == 1  # the queued release was done by this acquire
+    other.close()
+    assert key not in shard_module._shared
+
+
 def test_checksum_ignores_batching_and_order_but_not_bytes(tmp_path, monkeypatch):
     records = _records(6)
     reference = _write(tmp_path / "a", 0, records).checksum

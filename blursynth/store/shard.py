@@ -275,8 +275,14 @@ class ShardReader:
         self.__init__(state["path"], state["max_readers"])
 
     def __del__(self):
+        # Garbage collection runs this at whatever allocation triggers it, which can be inside _acquire or
+        # _release on this same thread while it holds _shared_lock (a non-reentrant lock: calling _release here
+        # would wait on it forever; a DataLoader hung so). So the release is queued without any lock, and the
+        # next _acquire or _release in this process performs it.
         try:
-            self.close()
+            if self._env is not None and self._pid == os.getpid():
+                _deferred.append(self._key)
+            self._env = None
         except Exception:  # interpreter shutdown may have torn down the module already
             pass
 
@@ -423,11 +429,15 @@ _unchecked: set[str] = set()
 # The inode is part of the key so that a shard rewritten under the same name opens afresh.
 _shared: dict[tuple, list] = {}
 _shared_lock = threading.Lock()
+# Keys whose reader was garbage-collected (ShardReader.__del__): released by the next _acquire or _release, under
+# the lock. list.append needs no lock, so __del__ never waits on _shared_lock.
+_deferred: list[tuple] = []
 
 
 def _new_lock_after_fork() -> None:
     global _shared_lock
     _shared_lock = threading.Lock()  # another parent thread may have held it at fork time
+    _deferred.clear()  # the parent's readers: its own to release, not this child's (whose entries may reuse keys)
 
 
 os.register_at_fork(after_in_child=_new_lock_after_fork)
@@ -438,6 +448,7 @@ def _acquire(path: Path, max_readers: int) -> tuple[tuple, lmdb.Environment]:
     key = (os.path.realpath(path), st.st_dev, st.st_ino)
     pid = os.getpid()
     with _shared_lock:
+        _release_deferred()
         entry = _shared.get(key)
         if entry is not None and entry[0] != pid:
             # Inherited through fork. py-lmdb refuses to open files it believes already open in this
@@ -473,13 +484,24 @@ def _open_readonly(path: Path, max_readers: int) -> lmdb.Environment:
 
 def _release(key: tuple) -> None:
     with _shared_lock:
-        entry = _shared.get(key)
-        if entry is None or entry[0] != os.getpid():
-            return
-        entry[2] -= 1
-        if entry[2] <= 0:
-            entry[1].close()
-            del _shared[key]
+        _release_deferred()
+        _release_locked(key)
+
+
+def _release_deferred() -> None:
+    """Release the keys that garbage-collected readers queued (with _shared_lock held)."""
+    while _deferred:
+        _release_locked(_deferred.pop())
+
+
+def _release_locked(key: tuple) -> None:
+    entry = _shared.get(key)
+    if entry is None or entry[0] != os.getpid():
+        return
+    entry[2] -= 1
+    if entry[2] <= 0:
+        entry[1].close()
+        del _shared[key]
 
 
 def _combine(digests: Iterable[tuple[bytes, bytes]]) -> str:
