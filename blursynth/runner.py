@@ -531,10 +531,6 @@ class _RemoteSegmenter:
 # shard list, so ShardDataset and `inspect` read them like generate's. A clip's bytes depend on (recipe, seed,
 # clip name, video) alone (video/clip.py), so they do not depend on the worker count or the order clips finish.
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
-                    ".mts", ".3gp", ".y4m")
-
-
 @dataclass
 class VideoSummary:
     out: Path
@@ -574,6 +570,7 @@ def plan_clips(inputs: list[str | Path]) -> list:
     """The clips of a run from the command line's inputs: files as given (a missing or bad one becomes a recorded
     skip), folders searched recursively for files with a video extension. Sorted by path; names are the file
     stems, made unique with -2, -3, ... in that order. Raises RunError for no input or a folder without videos."""
+    from .inputs import VIDEO_EXTENSIONS, listed, videos_in
     from .video.clip import Clip
 
     if not inputs:
@@ -582,9 +579,9 @@ def plan_clips(inputs: list[str | Path]) -> list:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+            found = videos_in(p, recursive=True)
             if not found:
-                raise RunError(f"{p} holds no video (looked for {', '.join(VIDEO_EXTENSIONS)})")
+                raise RunError(f"{p} holds no video (looked for {listed(VIDEO_EXTENSIONS)})")
             paths += found
         else:
             paths.append(p)

@@ -14,12 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..inputs import images_in, videos_in
 from ..sources.io import SourceError, read_image
 from ..video.decode import read_frames
-
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
-                              ".ts", ".mts", ".y4m"})
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
 
 class InputError(Exception):
@@ -128,10 +125,9 @@ def _targets_in(folder: Path) -> list[Target]:
         if rgb.is_dir() and _images(rgb):
             seq = rgb.parent.parent
             found.append(Target("_".join(seq.relative_to(folder).parts) or seq.name, seq, _images(rgb)))
-    found += [Target(p.stem, p) for p in sorted(folder.iterdir())
-              if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS]
+    found += [Target(p.stem, p) for p in videos_in(folder)]
     return found
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return images_in(folder)

@@ -19,7 +19,6 @@ from .simulate import EVENT_DTYPE, simulate
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 CHUNK_FRAMES = 16
 
 
@@ -172,13 +171,14 @@ def _video_frames(path: Path, latent):
 def _folder_frames(folder: Path, timestamps):
     """Chunks of gray linear frames of a folder of images (sorted by name) with their timestamps."""
     from ..camera import Response
+    from ..inputs import IMAGE_EXTENSIONS, images_in, listed
     from ..sources.base import SourceError
     from ..sources.io import read_image
     from ..video import linearize
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = images_in(folder)
     if len(files) < 2:
-        raise InputError(f"{folder}: needs at least 2 image files ({', '.join(sorted(IMAGE_SUFFIXES))}), "
+        raise InputError(f"{folder}: needs at least 2 image files ({listed(IMAGE_EXTENSIONS)}), "
                          f"found {len(files)}")
     ts_path = Path(timestamps) if timestamps else folder / "timestamps.txt"
     if not ts_path.is_file():

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from .base import Source, SourceItem, masks_from_labels, random_view, segment_labels
+from ..inputs import IMAGE_EXTENSIONS, images_in, listed
 from .io import read_image
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
 class FolderSource(Source):
@@ -23,9 +22,9 @@ class FolderSource(Source):
         self.segmenter = segmenter
         if not self.root.is_dir():
             raise ValueError(f"source folder {self.root} does not exist or is not a directory")
-        self.files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = images_in(self.root, recursive=True)
         if not self.files:
-            raise ValueError(f"source folder {self.root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise ValueError(f"source folder {self.root} holds no images ({listed(IMAGE_EXTENSIONS)})")
 
     def describe(self) -> str:
         how = "graph segmenter" if self.segmenter is None else f"SAM {self.segmenter.model_type}"

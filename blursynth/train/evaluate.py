@@ -19,9 +19,9 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
+from ..inputs import is_image
 from .metrics import align_ecc, psnr, ssim
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 BLUR_DIRS = ("blur", "input", "lq")
 SHARP_DIRS = ("sharp", "gt", "target")
 _PREFIX = re.compile(r"^(blur|gt|sharp|input|target)[_-]", re.IGNORECASE)
@@ -204,7 +204,7 @@ def _scores(image: np.ndarray, sharp: np.ndarray, align: bool, suffix: str) -> d
 def _keyed(root: Path, folder_names: tuple[str, ...] | None) -> dict[tuple, Path]:
     out: dict[tuple, Path] = {}
     for path in sorted(root.rglob("*")):
-        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+        if not is_image(path):
             continue
         rel = path.relative_to(root)
         parts = [p.lower() for p in rel.parts[:-1]]
