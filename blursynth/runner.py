@@ -13,7 +13,6 @@ manifest only ever lists complete shards.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,10 +37,9 @@ from .store.shard import ShardInfo, is_complete, shard_name
 
 log = logging.getLogger(__name__)
 
-# the modules whose numba kernels a run calls: the progress bar says "compiling kernels" when some are not cached
+# the modules whose numba kernels generate calls: the progress bar says "compiling kernels" when some are not cached
 GENERATE_KERNELS = ("blursynth.render", "blursynth.camera", "blursynth.scene", "blursynth.motion", "blursynth.rng",
                     "blursynth.events")
-VIDEO_KERNELS = ("blursynth.video", "blursynth.camera", "blursynth.rng", "blursynth.events")
 
 
 @dataclass
@@ -117,7 +115,7 @@ def run_generate(recipe: Recipe, source_spec: str, num: int, out: str | Path, se
         raise RunError(f"--seed must be non-negative, got {seed}")
     if workers < 0:
         raise RunError(f"--workers must be >= 0, got {workers}")
-    device, kernels = _check_device(device, kernels, recipe.render.method, workers, address, gpu_workers)
+    device, kernels = check_run_device(device, kernels, recipe.render.method, workers, address, gpu_workers)
     out = Path(out)
     with lock_out(out, command):
         return _generate(recipe, source_spec, num, out, seed, shard_size, resume, command, progress, workers,
@@ -189,8 +187,8 @@ def _generate(recipe: Recipe, source_spec: str, num: int, out: Path, seed: int, 
                       bytes=sum(s.nbytes for s in manifest.shards), stage_seconds=timings.seconds)
 
 
-def _check_device(device: str, kernels: str | None, method: str, workers: int, address: str | None,
-                  gpu_workers: int | None) -> tuple[str, str]:
+def check_run_device(device: str, kernels: str | None, method: str, workers: int, address: str | None,
+                     gpu_workers: int | None) -> tuple[str, str]:
     """(device, kernels) for a run, checked before any work: the device resolved (cuda.resolve_device), and the
     device the kernels run on (the same, unless the internal `kernels` switch says otherwise)."""
     from .cuda import check_device_name, check_method, resolve_device
@@ -232,18 +230,19 @@ def _run_shards_on_ray(recipe: Recipe, source_spec: str, sam: dict | None, sam_a
         segmenters = _sam_actors(ray, sam, sam_actors)
         task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_shard_task)
         recipe_dict = recipe.to_dict()
-        pending = {task.remote(recipe_dict, source_spec, sam, segmenters, seed, shard, list(indices), str(out.resolve()),
-                               counter): shard
-                   for shard, indices in shards}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            tally.poll()
-            for ref in ready:
-                shard = pending.pop(ref)
-                info, skips, seconds, node = ray.get(ref)
-                for stage, value in seconds.items():
-                    timings.seconds[stage] = timings.seconds.get(stage, 0.0) + value
-                finished(shard, ShardInfo.from_dict(info), skips, node)
+
+        def submit(job, _worker):
+            shard, indices = job
+            return task.remote(recipe_dict, source_spec, sam, segmenters, seed, shard, list(indices),
+                               str(out.resolve()), counter)
+
+        def done(job, result):
+            info, skips, seconds, node = result
+            for stage, value in seconds.items():
+                timings.seconds[stage] = timings.seconds.get(stage, 0.0) + value
+            finished(job[0], ShardInfo.from_dict(info), skips, node)
+
+        map_tasks(ray, shards, submit, done, tally)
     finally:
         if address is None:
             ray.shutdown()
@@ -269,6 +268,79 @@ def _start_ray(workers: int, address: str | None, num_gpus: int | None = None):
     else:
         ray.init(address=address, **kwargs)
     return ray
+
+
+def map_tasks(ray, jobs: list, submit, done, tally: "_Tally", pool: list | None = None, label=str,
+              retries: int = TASK_RETRIES) -> None:
+    """Run every job on Ray and give each result to `done(job, result)` as it finishes (in completion order; the
+    bytes of a run never depend on it), moving the progress bar (`tally.poll()`) at least every 0.5 s.
+
+    `submit(job, worker)` starts one job and returns its ObjectRef. Without `pool`, worker is None and every job
+    is submitted at once as a Ray task: Ray queues them and reruns a task whose process died (the task's own
+    max_retries). With `pool` (a list of actors), each actor runs one job at a time, and a job whose actor died
+    mid-job (RayActorError; Ray restarts the actor, max_restarts) is given out again, at most `retries` times;
+    `label(job)` names it in the warning. Any other error ends the map and propagates.
+    """
+    from collections import deque
+
+    queue = deque(enumerate(jobs))
+    idle = None if pool is None else list(pool)
+    running: dict = {}
+    tries: Counter = Counter()
+    while queue or running:
+        while queue and (idle is None or idle):
+            worker = None if idle is None else idle.pop()
+            key, job = queue.popleft()
+            running[submit(job, worker)] = (key, job, worker)
+        ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+        tally.poll()
+        for ref in ready:
+            key, job, worker = running.pop(ref)
+            if worker is not None:
+                idle.append(worker)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayActorError:
+                if worker is None:
+                    raise
+                tries[key] += 1
+                if tries[key] > retries:
+                    raise
+                log.warning("a Ray worker died on %s; giving it out again (%d/%d)", label(job), tries[key], retries)
+                queue.appendleft((key, job))
+                continue
+            done(job, result)
+
+
+def run_on_ray(fn, jobs: list, done, progress: Progress, workers: int, address: str | None, device: str = "cpu",
+               gpu_workers: int | None = None) -> None:
+    """Call `fn(*job, progress=report)` for every job (a tuple of picklable arguments; `fn` a module-level
+    function) as one Ray task each, on a local Ray with `workers` CPUs on loopback or on the cluster at
+    `address`, and give each result to `done(job, result)` as it finishes. `report(n, skipped)` in the task moves
+    the driver's progress bar. A task whose process dies is rerun (TASK_RETRIES). With a CUDA `device` each task
+    holds 1/k of a GPU (k = `gpu_workers`, see "GPU workers"), and "cuda" in the task is the GPU Ray gave it."""
+    ray = _start_ray(workers, address, _local_gpus(address, device))
+    try:
+        tally = _Tally(ray, progress, workers or len(jobs))
+        options = dict(num_cpus=1, max_retries=TASK_RETRIES)
+        if device != "cpu":
+            resources = ray.cluster_resources()
+            if resources.get("GPU", 0.0) <= 0:
+                raise RunError(f"--device {device}: the Ray cluster has no GPU")
+            options["num_gpus"] = _gpu_share(gpu_workers, resources.get("CPU", 0.0), resources["GPU"])[1]
+        task = ray.remote(**options)(_call_with_progress)
+        map_tasks(ray, jobs, lambda job, _worker: task.remote(fn, job, tally.counter), done, tally)
+    finally:
+        if address is None:
+            ray.shutdown()
+
+
+def _call_with_progress(fn, job: tuple, counter):
+    """Ray task of run_on_ray: fn(*job) with a progress callback that reports to the driver's counter."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    return fn(*job, progress=_reporter(counter))
 
 
 class _Counter:
@@ -381,8 +453,6 @@ def _run_shards_on_gpus(recipe: Recipe, source_spec: str, sam: dict | None, sam_
                         shards: list[tuple[int, range]], out: Path, workers: int, address: str | None,
                         progress: "Progress", timings: Timings, finished, gpu_workers: int | None, kernels: str,
                         extra: dict) -> None:
-    from collections import deque
-
     ray = _start_ray(workers, address, _local_gpus(address, kernels))
     try:
         resources = ray.cluster_resources()
@@ -399,38 +469,21 @@ def _run_shards_on_gpus(recipe: Recipe, source_spec: str, sam: dict | None, sam_
         tally = _Tally(ray, progress, count)
         counter = tally.counter
         actor = ray.remote(num_cpus=1, num_gpus=share, max_restarts=TASK_RETRIES)(_GpuShardWorker)
-        idle = [actor.remote(kernels) for _ in range(count)]
-        queue = deque(shards)
-        tries: Counter = Counter()
-        running: dict = {}
+        pool = [actor.remote(kernels) for _ in range(count)]
         recipe_dict = recipe.to_dict()
-        while queue or running:
-            while idle and queue:
-                worker = idle.pop()
-                shard, indices = queue.popleft()
-                ref = worker.make_shard.remote(recipe_dict, source_spec, sam, segmenters, seed, shard, list(indices),
-                                               str(out.resolve()), counter)
-                running[ref] = (worker, shard, indices)
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
-            tally.poll()
-            for ref in ready:
-                worker, shard, indices = running.pop(ref)
-                try:
-                    info, skips, seconds, node, assigned = ray.get(ref)
-                except ray.exceptions.RayActorError:
-                    # the worker died mid-shard (Ray restarts it): give the shard out again
-                    tries[shard] += 1
-                    if tries[shard] > TASK_RETRIES:
-                        raise
-                    log.warning("GPU worker died making shard %d; retrying it (%d/%d)", shard, tries[shard],
-                                TASK_RETRIES)
-                    queue.appendleft((shard, indices))
-                    idle.append(worker)
-                    continue
-                idle.append(worker)
-                for stage, value in seconds.items():
-                    timings.seconds[stage] = timings.seconds.get(stage, 0.0) + value
-                finished(shard, ShardInfo.from_dict(info), skips, node, assigned)
+
+        def submit(job, worker):
+            shard, indices = job
+            return worker.make_shard.remote(recipe_dict, source_spec, sam, segmenters, seed, shard, list(indices),
+                                            str(out.resolve()), counter)
+
+        def done(job, result):
+            info, skips, seconds, node, assigned = result
+            for stage, value in seconds.items():
+                timings.seconds[stage] = timings.seconds.get(stage, 0.0) + value
+            finished(job[0], ShardInfo.from_dict(info), skips, node, assigned)
+
+        map_tasks(ray, shards, submit, done, tally, pool=pool, label=lambda job: f"shard {job[0]}")
     finally:
         if address is None:
             ray.shutdown()
@@ -522,258 +575,3 @@ class _RemoteSegmenter:
         actor = self.actors[self._next % len(self.actors)]
         self._next += 1
         return ray.get(actor.segment.remote(image))
-
-
-# --- video ------------------------------------------------------------------------------------------------------
-# `blursynth video`: the unit of work (and of retry and resume) is one clip. A clip's outputs are written under
-# temporary names and renamed when complete (video/write.py), then recorded in manifest.json under
-# extra["clips"][NAME] (done or skipped, with the reason); lmdb shards (one per clip) also go to the manifest's
-# shard list, so ShardDataset and `inspect` read them like generate's. A clip's bytes depend on (recipe, seed,
-# clip name, video) alone (video/clip.py), so they do not depend on the worker count or the order clips finish.
-
-@dataclass
-class VideoSummary:
-    out: Path
-    clips: int
-    done: int
-    reused: int
-    skipped: dict[str, str]  # clip name -> reason
-    frames_in: int
-    frames_out: int
-    written: int
-    windows: int
-    filtered: dict[str, int]
-    seconds: float
-    bytes: int
-    fmt: str
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-
-    def lines(self) -> list[str]:
-        rate = self.frames_out / self.seconds if self.seconds > 0 else 0.0
-        unit = f", {self.windows} windows" if self.fmt == "lmdb" else ""
-        out = [f"{self.done} of {self.clips} clips made ({self.reused} reused) into {self.out} ({self.fmt}): "
-               f"{self.frames_in} frames decoded, {self.frames_out} output frames, {self.written} written{unit}, "
-               f"in {self.seconds:.1f} s ({rate:.2f} output frames/s), {self.bytes / 1e6:.1f} MB"]
-        if self.filtered:
-            out.append(f"filtered {sum(self.filtered.values())} output frames: "
-                       + ", ".join(f"{n} {reason}" for reason, n in self.filtered.items()))
-        if self.skipped:
-            out.append(f"skipped {len(self.skipped)} clips:")
-            out += [f"  {name}: {reason}" for name, reason in self.skipped.items()]
-        if self.stage_seconds:
-            total = sum(self.stage_seconds.values())
-            out.append("time per stage: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in self.stage_seconds.items()))
-        return out
-
-
-def plan_clips(inputs: list[str | Path]) -> list:
-    """The clips of a run from the command line's inputs: files as given (a missing or bad one becomes a recorded
-    skip), folders searched recursively for files with a video extension. Sorted by path; names are the file
-    stems, made unique with -2, -3, ... in that order. Raises RunError for no input or a folder without videos."""
-    from .inputs import VIDEO_EXTENSIONS, listed, videos_in
-    from .video.clip import Clip
-
-    if not inputs:
-        raise RunError("no video given")
-    paths = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = videos_in(p, recursive=True)
-            if not found:
-                raise RunError(f"{p} holds no video (looked for {listed(VIDEO_EXTENSIONS)})")
-            paths += found
-        else:
-            paths.append(p)
-    unique = sorted({str(p.resolve()) if p.exists() else str(p.absolute()) for p in paths})
-    clips, seen = [], Counter()
-    for ordinal, path in enumerate(unique):
-        stem = Path(path).stem or "video"
-        seen[stem] += 1
-        name = stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
-        clips.append(Clip(ordinal, name, path))
-    return clips
-
-
-def run_video(recipe, inputs: list[str | Path], out: str | Path, seed: int = 0, resume: bool = False,
-              command: str = "", progress: bool = True, workers: int = 0, address: str | None = None,
-              device: str = "cpu", gpu_workers: int | None = None) -> VideoSummary:
-    """Make blurred/sharp data from videos into `out` (format recipe.output.format); see the block comment above.
-
-    Args:
-        recipe: a `video.recipe.VideoRecipe`.
-        inputs: video files and/or folders of videos.
-        workers: 0 makes every clip in this process; N >= 1 starts a local Ray with N CPUs on loopback only, one
-            clip per task. address: join an existing Ray cluster instead.
-        device: "cpu", "cuda", "cuda:N" or "auto": where the clip's event simulation runs (make_clip); with Ray
-            and a CUDA device each clip task holds 1/`gpu_workers` of a GPU. Part of the run's identity.
-    Raises RunError before any work for bad arguments, an unusable `out`, a different run there, or a device
-    that cannot run here; RunLockedError while another process writes to `out`; DiskFullError when the disk
-    fills up (finished clips kept and listed; --resume finishes).
-    """
-    from .video.recipe import MAX_CLIPS
-
-    if seed < 0:
-        raise RunError(f"--seed must be non-negative, got {seed}")
-    if workers < 0:
-        raise RunError(f"--workers must be >= 0, got {workers}")
-    device, _ = _check_device(device, None, "exact", workers, address, gpu_workers)
-    clips = plan_clips(inputs)
-    if len(clips) > MAX_CLIPS:
-        raise RunError(f"at most {MAX_CLIPS} videos per run, got {len(clips)}")
-    out = Path(out)
-    with lock_out(out, command):
-        return _video(recipe, clips, out, seed, resume, command, progress, workers, address, device, gpu_workers)
-
-
-def _video(recipe, clips: list, out: Path, seed: int, resume: bool, command: str, progress: bool, workers: int,
-           address: str | None, device: str, gpu_workers: int | None) -> VideoSummary:
-    """run_video once the arguments are checked and `out` is locked."""
-    size = list(recipe.resize) if recipe.resize else (list(recipe.crop[2:]) if recipe.crop else [])
-    manifest = Manifest(recipe=recipe.to_dict(), seed=seed, num_requested=len(clips), image_size=size,
-                        codec=recipe.output.codec, command=command,
-                        extra={"kind": "video", "source": [c.path for c in clips], "shard_size": None, "clips": {},
-                               "device": device_kind(device)})
-    manifest = prepare_out(out, manifest, resume)
-    for stale in list(out.glob(".tmp-*")) + list(out.glob("*.tmp")):
-        if stale.is_dir():
-            log.info("removing partial output %s", stale.name)
-            shutil.rmtree(stale, ignore_errors=True)
-    records = manifest.extra.setdefault("clips", {})
-    fmt = recipe.output.format
-    done = {name for name, r in records.items()
-            if r["status"] == "skipped" or fmt != "lmdb" or is_complete(out / r["output"]["shard"]["name"])}
-    todo = [c for c in clips if c.name not in done]
-    timings = Timings()
-    start = time.perf_counter()
-    frames = sum(_estimate_frames(c.path, recipe) for c in todo)
-    bar = Progress(frames, progress, unit="frame", kernels=VIDEO_KERNELS)
-    # the size check counts output frames: from the clips a resumed run finished, then from the first clip made
-    space = SpaceCheck(out, frames)
-    written = sum(r["written"] for r in records.values() if r["status"] == "done")
-    if written:
-        space.start(_output_bytes(out, fmt, manifest) / written, "from the finished clips")
-
-    def finished(result: dict) -> None:
-        for stage, value in result.pop("seconds", {}).items():
-            timings.seconds[stage] = timings.seconds.get(stage, 0.0) + value
-        if result["status"] == "done" and fmt == "lmdb":
-            check_complete(out, ShardInfo.from_dict(result["output"]["shard"]))
-        records[result["name"]] = result
-        manifest.skipped = [s for s in manifest.skipped if s["source_id"] != result["path"]]
-        if result["status"] == "skipped":
-            manifest.skipped = sorted(manifest.skipped + [{"index": result["ordinal"], "source_id": result["path"],
-                                                           "reason": result["reason"]}], key=lambda s: s["index"])
-        elif fmt == "lmdb":
-            manifest.add_shard(ShardInfo.from_dict(result["output"]["shard"]))
-        manifest.save(out)
-        if result["status"] == "done":
-            space.shard_done(result["written"], _clip_bytes(out, fmt, result))
-
-    def kept_text() -> str:
-        made = sum(r["status"] == "done" for r in records.values())
-        return f"the {made} finished clips are kept and listed in manifest.json; the one being made was removed"
-
-    try:
-        with disk_full_is_clear(out, kept_text, space):
-            if workers == 0 and address is None:
-                from .video.clip import make_clip
-
-                for clip in todo:
-                    finished(make_clip(recipe, clip, out, seed, progress=bar, timings=Timings(),
-                                       device=device).to_dict())
-            else:
-                _run_clips_on_ray(recipe, todo, out, seed, workers, address, bar, finished, device, gpu_workers)
-    finally:
-        bar.close()
-    kept = [records[c.name] for c in clips if c.name in records]
-    filtered: Counter = Counter()
-    for r in kept:
-        filtered.update(r["filtered"])
-    return VideoSummary(
-        out=out, clips=len(clips), done=sum(r["status"] == "done" for r in kept), reused=len(clips) - len(todo),
-        skipped={r["name"]: r["reason"] for r in kept if r["status"] == "skipped"},
-        frames_in=sum(r["frames_in"] for r in kept), frames_out=sum(r["frames_out"] for r in kept),
-        written=sum(r["written"] for r in kept), windows=sum(r["windows"] for r in kept),
-        filtered=dict(sorted(filtered.items())), seconds=time.perf_counter() - start,
-        bytes=_output_bytes(out, fmt, manifest), fmt=fmt, stage_seconds=timings.seconds)
-
-
-def _estimate_frames(path: str, recipe) -> int:
-    """Output frames a clip will give, from the container's claims (for the progress bar only)."""
-    import cv2
-
-    cap = cv2.VideoCapture(path)
-    try:
-        count, fps = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
-    finally:
-        cap.release()
-    if not (count > 0 and fps > 0):
-        return 0
-    if recipe.max_frames is not None:
-        count = min(count, recipe.max_frames)
-    if recipe.average_frames is not None:
-        step = sum(recipe.average_frames) / 2
-    else:
-        step = fps / recipe.fps if recipe.fps else 1.0
-    return max(0, int(count / step) - 1)
-
-
-def _output_bytes(out: Path, fmt: str, manifest: Manifest) -> int:
-    if fmt == "lmdb":
-        return sum(s.nbytes for s in manifest.shards)
-    return sum(_clip_bytes(out, fmt, r) for r in manifest.extra.get("clips", {}).values())
-
-
-def _clip_bytes(out: Path, fmt: str, record: dict) -> int:
-    """Bytes one clip's outputs take (a ClipResult dict)."""
-    output = record.get("output", {})
-    if fmt == "lmdb":
-        return output.get("shard", {}).get("nbytes", 0)
-    total = 0
-    for name in output.get("files", []):
-        p = out / name
-        total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else (
-            p.stat().st_size if p.exists() else 0)
-    return total
-
-
-def _run_clips_on_ray(recipe, clips: list, out: Path, seed: int, workers: int, address: str | None,
-                      progress: "Progress", finished, device: str = "cpu", gpu_workers: int | None = None) -> None:
-    ray = _start_ray(workers, address, _local_gpus(address, device))
-    try:
-        tally = _Tally(ray, progress, workers or len(clips))
-        counter = tally.counter
-        options = dict(num_cpus=1, max_retries=TASK_RETRIES)
-        if device != "cpu":
-            # clip tasks on a GPU: 1/k of one each (see "GPU workers")
-            resources = ray.cluster_resources()
-            if resources.get("GPU", 0.0) <= 0:
-                raise RunError(f"--device {device}: the Ray cluster has no GPU")
-            options["num_gpus"] = _gpu_share(gpu_workers, resources.get("CPU", 0.0), resources["GPU"])[1]
-        task = ray.remote(**options)(_clip_task)
-        recipe_dict = recipe.to_dict()
-        pending = [task.remote(recipe_dict, (c.ordinal, c.name, c.path), str(out.resolve()), seed, counter, device)
-                   for c in clips]
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1, timeout=0.5)
-            tally.poll()
-            for ref in ready:
-                finished(ray.get(ref))
-    finally:
-        if address is None:
-            ray.shutdown()
-
-
-def _clip_task(recipe_dict: dict, clip: tuple, out: str, seed: int, counter, device: str = "cpu") -> dict:
-    """Ray task: make one clip; returns its ClipResult as a dict. device: "cuda" is the GPU Ray gave the task."""
-    import cv2
-
-    from .video.clip import Clip, make_clip
-    from .video.recipe import video_recipe_from_dict
-
-    cv2.setNumThreads(1)
-    result = make_clip(video_recipe_from_dict(recipe_dict), Clip(*clip), out, seed,
-                       progress=_reporter(counter), timings=Timings(),
-                       device=device)
-    return result.to_dict()

@@ -18,7 +18,7 @@ from _util import write_video
 
 from blursynth.commands import main
 from blursynth.events import decode_events, downscale, simulate, to_gray
-from blursynth.events.driver import EventOptions, run_events
+from blursynth.commands.events_run import EventOptions, run_events
 from blursynth.events.formats import read_npz
 from blursynth.store.shard import ShardReader
 from blursynth.video import interval, latent_count, latent_frame, linearize, read_frames, visibility

@@ -7,7 +7,7 @@ from pathlib import Path
 import blursynth
 from blursynth.adapt.inputs import discover
 from blursynth.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, images_in, videos_in
-from blursynth.runner import plan_clips
+from blursynth.commands.video_run import plan_clips
 from blursynth.sources.folder import FolderSource
 
 

@@ -172,3 +172,40 @@ def test_generate_joins_a_two_node_cluster_and_uses_both(two_node_cluster, refer
     assert shard_bytes(out, by_shard=False) == shard_bytes(reference_run, by_shard=False)
     opened = two_node_cluster.opened | (listening_sockets() - before)
     assert opened and all(is_loopback(addr) for addr, _, _ in opened), sorted(map(str, opened))
+
+
+def test_map_tasks_gives_the_job_of_a_dead_actor_out_again_and_gives_up_after_the_retries(tmp_path):
+    """runner.map_tasks on a pool of real actors: an actor whose process dies mid-job is restarted by Ray and
+    the job given out again (every result arrives once); a job that kills every actor ends the map after
+    `retries` tries with Ray's error."""
+    from blursynth.runner import _start_ray, _Tally, map_tasks
+    from blursynth.store.progress import Progress
+
+    class DiesOnce:
+        """Kills its own process (os._exit: no exception to catch) on job 2 once, and on job "always" every time.
+        Defined here so that Ray ships it by value (the workers cannot import this test module)."""
+
+        def run(self, job, marker_dir: str):
+            marker = Path(marker_dir) / f"died-{job}"
+            if job == "always" or (job == 2 and not marker.exists()):
+                marker.touch()
+                os._exit(1)
+            return job * 10
+
+    ray = _start_ray(2, None)
+    try:
+        actor = ray.remote(num_cpus=1, max_restarts=5)(DiesOnce)
+        pool = [actor.remote() for _ in range(2)]
+        results = {}
+
+        def submit(job, worker):
+            return worker.run.remote(job, str(tmp_path))
+
+        map_tasks(ray, [0, 1, 2, 3], submit, results.__setitem__, _Tally(ray, Progress(4, False), 2), pool=pool)
+        assert results == {0: 0, 1: 10, 2: 20, 3: 30}
+        assert (tmp_path / "died-2").exists()  # the job did kill its actor once
+        with pytest.raises(ray.exceptions.RayActorError):
+            map_tasks(ray, ["always"], submit, results.__setitem__, _Tally(ray, Progress(1, False), 2), pool=pool,
+                      retries=1)
+    finally:
+        ray.shutdown()

@@ -16,7 +16,8 @@ from skimage import data
 from _util import shard_bytes, write_video
 from blursynth.commands import main
 from blursynth.motion import Motion, bf_trajectory, rasterize_psf
-from blursynth.runner import RunError, plan_clips, run_video
+from blursynth.commands.video_run import plan_clips, run_video
+from blursynth.store.rundir import RunError
 from blursynth.store.codec import decode_image, decode_meta
 from blursynth.store.manifest import Manifest
 from blursynth.store.shard import ShardReader

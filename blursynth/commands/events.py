@@ -48,7 +48,7 @@ def events(input_path, out, fmt, threshold, threshold_neg, refractory_s, scale, 
     """Simulate event streams from INPUT (video file, folder of frames + timestamps, or generated run)."""
     from .options import resolve_device_option
     from ..store.rundir import RunError
-    from ..events.driver import EventOptions, InputError, run_events
+    from .events_run import EventOptions, InputError, run_events
 
     device = resolve_device_option(device)
 

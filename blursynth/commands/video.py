@@ -69,7 +69,8 @@ def video(videos, out, recipe, fmt, fps, duty_cycle, latent, gamma, noise, shake
     """Blurred/sharp pairs from real VIDEOS (files or folders) by flow-interpolated exposures."""
     from .options import option_sets, parse_size, resolve_device_option
     from ..recipe import RecipeError
-    from ..runner import RunError, plan_clips, run_video
+    from ..store.rundir import RunError
+    from .video_run import plan_clips, run_video
     from ..video.recipe import load_video_recipe
 
     device = resolve_device_option(device)

@@ -3,7 +3,7 @@
 `make_clip` is a pure function of (recipe, clip, seed): every random number (the clip's camera, the noise and
 shake of output frame j, GoPro mode's frame count) comes from `seeding.stage_rng(seed, j, "video/NAME/...")`,
 keyed by the clip's name, so the bytes do not depend on the worker count, on the order clips run in, or on
-which other clips share the call. The runner (`runner.run_video`) maps it over the clips.
+which other clips share the call. `commands.video_run.run_video` maps it over the clips.
 """
 from __future__ import annotations
 

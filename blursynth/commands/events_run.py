@@ -1,4 +1,4 @@
-"""What `blursynth events` does, without click: read an input (video, folder of frames, generated run), make
+"""The `blursynth events` run, without click: read an input (video, folder of frames, generated run), make
 latent frames, simulate, write h5 / npz / GEM npz and a summary (events.json). See commands/events.py."""
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from ..store.rundir import disk_full_is_clear, lock_out
-from .formats import write_gem_npz, write_h5, write_npz
-from .frames import downscale, to_gray
-from .noise import NoiseModel
-from .simulate import EVENT_DTYPE, simulate
+from ..events.formats import write_gem_npz, write_h5, write_npz
+from ..events.frames import downscale, to_gray
+from ..events.noise import NoiseModel
+from ..events.simulate import EVENT_DTYPE, simulate
 
 log = logging.getLogger(__name__)
 
