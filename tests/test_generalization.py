@@ -229,3 +229,21 @@ def test_the_docs_show_the_committed_result():
     report = json.loads((BENCH / "results" / "generalization.json").read_text())
     for doc in G.DOCS:
         assert G.doc_table(doc.read_text()) == G.markdown(report), f"{doc}: rerun generalization.py --write-docs"
+
+
+def test_oracle_curve_quick_mode_writes_one_row_per_budget(tmp_path):
+    """benchmarks/oracle_curve.py (the curve the CPU budget is chosen from) runs end to end in CI-sized time:
+    one row per grid entry, with its budget, gains per target kind and the load around it."""
+    out = tmp_path / "curve.json"
+    cmd = [sys.executable, str(BENCH / "oracle_curve.py"), "--grid", "tiny:4:4e-3:3,tiny:2:2e-3:2", "--max-test", "1",
+           "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [(r["preset"], r["batch_size"], r["lr"], r["iters"]) for r in report["rows"]] == \
+        [("tiny", 4, 4e-3, 3), ("tiny", 2, 2e-3, 2)]
+    for row in report["rows"]:
+        assert set(row["per_target"]) == set(realblur.KINDS)
+        assert math.isfinite(row["gain_psnr_db"]) and row["train_it_s"] > 0
+        assert {"load_1min_before", "load_1min_after"} <= set(row)
+    assert report["test_pairs"] == len(realblur.KINDS) and report["machine"]["cpu_count"] >= 1
