@@ -9,18 +9,18 @@ CSRC = os.path.join("blursynth", "csrc")  # the CUDA sources, shipped in the pac
 
 
 def cuda_sources() -> tuple:
-    """blursynth.cuda.SOURCES, read from the module's source (importing it needs numpy, numba, ...): the one list
+    """blursynth.cuda.SOURCES, read from cuda/build.py's source (importing it needs numpy, numba, ...): the one list
     of the files the extension compiles, at install here and just in time in blursynth.cuda."""
-    with open(os.path.join(HERE, "blursynth", "cuda.py")) as f:
+    with open(os.path.join(HERE, "blursynth", "cuda", "build.py")) as f:
         tree = ast.parse(f.read())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "SOURCES" for t in node.targets):
             return tuple(ast.literal_eval(node.value))
-    raise SystemExit("blursynth/cuda.py defines no SOURCES")
+    raise SystemExit("blursynth/cuda/build.py defines no SOURCES")
 
 
 def cuda_build() -> dict:
-    """With BLURSYNTH_CUDA=1, the blursynth/csrc/ kernels as the torch extension blursynth._cuda (needs torch and
+    """With BLURSYNTH_CUDA=1, the blursynth/csrc/ kernels as the torch extension blursynth.cuda._ext (needs torch and
     nvcc at build time: pip install --no-build-isolation); otherwise nothing, and no build tool is imported."""
     if os.environ.get("BLURSYNTH_CUDA") != "1":
         return {}
@@ -32,7 +32,7 @@ def cuda_build() -> dict:
     if CUDA_HOME is None:
         raise SystemExit("BLURSYNTH_CUDA=1: no CUDA toolkit found (nvcc); set CUDA_HOME, or install without it")
     ext = CUDAExtension(
-        "blursynth._cuda",
+        "blursynth.cuda._ext",
         sources=[os.path.join(CSRC, f) for f in cuda_sources()],
         include_dirs=[os.path.join(HERE, CSRC)],
         extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "-std=c++17"]},

@@ -104,6 +104,7 @@ def copy_bandwidth(torch) -> float:
 
 
 def bench_render(bcuda, torch, repeat: int, batch: int, samples: int, bw: float) -> dict:
+    from blursynth.cuda import render_ops
     from blursynth.render.exact import integrate_exact, sharp_and_blur_map
     from blursynth.render.pack import pack_layers
 
@@ -119,11 +120,11 @@ def bench_render(bcuda, torch, repeat: int, batch: int, samples: int, bw: float)
     bcuda.render(scene, samples=samples)
     t_e2e, _ = best_of(lambda: bcuda.render(scene, samples=samples), repeat, sync)
     # GPU kernel only: plan and layers uploaded once
-    layers = bcuda._upload_layers([packed], "cuda")
+    layers = render_ops._upload_layers([packed], "cuda")
     plan = bcuda.plan_exact(packed, scene, samples)
     out = torch.empty((1, HEIGHT, WIDTH, 3), dtype=torch.float32, device="cuda")
-    t_kernel, _ = best_of(lambda: bcuda._launch_exact(layers, [plan], [0], out), repeat, sync)
-    t_sharp, _ = best_of(lambda: bcuda._sharp_maps(layers, [packed], [scene], [0.5], "cuda", with_map=True),
+    t_kernel, _ = best_of(lambda: render_ops._launch_exact(layers, [plan], [0], out), repeat, sync)
+    t_sharp, _ = best_of(lambda: render_ops._sharp_maps(layers, [packed], [scene], [0.5], "cuda", with_map=True),
                          repeat, sync)
     # many scenes per launch
     scenes = [scene_720p(s) for s in range(batch)]

@@ -111,7 +111,7 @@ def test_wheel_holds_recipes_and_cuda_sources(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = [f for f in expected_files() if f"blursynth/{f}" not in names]
     assert not missing, f"{wheel.name} lacks {missing} (setup.py package_data)"
-    assert "blursynth/cuda.py" in names and "blursynth/recipe.py" in names
+    assert "blursynth/cuda/build.py" in names and "blursynth/recipe.py" in names
 
 
 def test_sdist_holds_recipes_and_cuda_sources(sdist):
