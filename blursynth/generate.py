@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .camera import apply_camera, sample_camera
+from .backend import Backend, backend_for
+from .camera import sample_camera
 from .recipe import Recipe
-from .render import render
 from .scene import compose
 from .seeding import stage_rng
 from .sources import Source, SourceError
@@ -94,6 +94,7 @@ def make_samples(recipe: Recipe, source: Source, seed: int, indices, timings: Ti
         one Sample or Skip per index, in the order of `indices`.
     """
     timings = timings or Timings()
+    backend = backend_for(device)
     made = {index: make_scene(recipe, source, seed, index, timings) for index in indices}
     todo = [index for index in indices if not isinstance(made[index], Skip)]
     by_size: dict[tuple[int, int], list[int]] = {}
@@ -102,52 +103,24 @@ def make_samples(recipe: Recipe, source: Source, seed: int, indices, timings: Ti
     results = dict(made)
     for group in by_size.values():
         with timings.stage("render"):
-            exposures = _render_all([made[i][2] for i in group], recipe, device)
+            exposures = backend.render_batch([made[i][2] for i in group], recipe.render)
         for index, exposure in zip(group, exposures):
-            results[index] = _finish_sample(recipe, seed, index, made[index], exposure, device, timings)
+            results[index] = _finish_sample(recipe, seed, index, made[index], exposure, backend, timings)
     return [results[index] for index in indices]
 
 
-def _render_all(scenes: list, recipe: Recipe, device: str) -> list:
-    """Exposures of scenes of one size: render.Exposure (numpy) on the CPU, cuda.CudaExposure on a GPU."""
-    if device == "cpu":
-        return [render(scene, method=recipe.render.method, reference_time=recipe.render.reference_time,
-                       max_samples=recipe.render.max_samples, kernel_size=recipe.render.kernel_size)
-                for scene in scenes]
-    from . import cuda
-
-    return cuda.render_batch(scenes, method=recipe.render.method, reference_time=recipe.render.reference_time,
-                             max_samples=recipe.render.max_samples, device=device)
-
-
-def _finish_sample(recipe: Recipe, seed: int, index: int, made: tuple, exposure, device: str,
+def _finish_sample(recipe: Recipe, seed: int, index: int, made: tuple, exposure, backend: Backend,
                    timings: Timings) -> Sample:
-    """Camera, events and meta of one rendered sample (the exposure on `device`)."""
+    """Camera, events and meta of one rendered sample (the exposure where `backend` keeps it)."""
     item, camera, scene, scene_params = made
     events = events_meta = None
-    if device == "cpu":
-        with timings.stage("camera"):
-            blur, sharp = apply_camera(exposure.blur, exposure.sharp, camera, stage_rng(seed, index, "noise"))
-        if recipe.events.enabled:
-            from .events.exposure import scene_events
-
-            with timings.stage("events"):
-                events, events_meta = scene_events(scene, recipe.events, stage_rng(seed, index, "events"))
-        magnitude = exposure.blur_map[..., 2]
-        blur_px = {"mean": float(magnitude.mean()), "p95": float(np.percentile(magnitude, 95)),
-                   "max": float(magnitude.max())}
-        blur_map = exposure.blur_map
-    else:
-        from . import cuda
-
-        with timings.stage("camera"):
-            blur, sharp = cuda.apply_camera(exposure.blur, exposure.sharp, camera, stage_rng(seed, index, "noise"))
-        if recipe.events.enabled:
-            with timings.stage("events"):
-                events, events_meta = cuda.scene_events(scene, recipe.events, stage_rng(seed, index, "events"),
-                                                        device=device)
-        blur_px = cuda.blur_stats(exposure.blur_map)
-        blur_map = exposure.blur_map.half().cpu().numpy() if recipe.output.blur_map else None
+    with timings.stage("camera"):
+        blur, sharp = backend.apply_camera(exposure.blur, exposure.sharp, camera, stage_rng(seed, index, "noise"))
+    if recipe.events.enabled:
+        with timings.stage("events"):
+            events, events_meta = backend.scene_events(scene, recipe.events, stage_rng(seed, index, "events"))
+    blur_px = backend.blur_stats(exposure.blur_map)
+    blur_map = backend.to_host(exposure.blur_map, recipe.output.blur_map)
     meta = {
         "index": index,
         "seed": seed,
