@@ -57,9 +57,9 @@ class CpuBackend:
         return scene_events(scene, events, rng)
 
     def blur_stats(self, blur_map) -> dict:
-        magnitude = blur_map[..., 2]
-        return {"mean": float(magnitude.mean()), "p95": float(np.percentile(magnitude, 95)),
-                "max": float(magnitude.max())}
+        from .render import blur_map_stats
+
+        return blur_map_stats(blur_map)
 
     def to_host(self, blur_map, keep: bool):
         return blur_map  # float32, already on the host (the shard writer drops it unless the recipe keeps it)

@@ -23,7 +23,7 @@ from .generate import RENDER_BATCH, Timings, write_shard
 from .recipe import Recipe
 from .sources import open_source
 from .store.manifest import Manifest
-from .store.progress import Progress
+from .store.progress import Progress, stage_shares
 from .store.rundir import (
     RunError,
     SpaceCheck,
@@ -76,8 +76,7 @@ class RunSummary:
             out.append(f"skipped {sum(self.skipped.values())}:")
             out += [f"  {n} x {reason}" for reason, n in self.skipped.items()]
         if self.stage_seconds:
-            total = sum(self.stage_seconds.values())
-            out.append("time per stage: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in self.stage_seconds.items()))
+            out.append(stage_shares(self.stage_seconds))
         return out
 
 

@@ -36,7 +36,7 @@ from ..seeding import stage_rng
 from ..store.codec import encode_array, encode_image, encode_meta
 from ..store.lock import LOCK_NAME
 from ..store.manifest import Manifest
-from ..store.progress import Progress
+from ..store.progress import Progress, stage_shares
 from ..store.rundir import (
     MANIFEST,
     RunError,
@@ -111,9 +111,7 @@ class AdaptSummary:
         if self.produced_w1_px is not None:
             out.append(f"blur of the pairs made vs the domain: Wasserstein-1 {self.produced_w1_px:.2f} px")
         if self.stage_seconds:
-            total = sum(self.stage_seconds.values()) or 1.0
-            out.append("time per stage: " + ", ".join(f"{k} {100 * v / total:.0f}%"
-                                                      for k, v in self.stage_seconds.items()))
+            out.append(stage_shares(self.stage_seconds))
         if self.skipped:
             out.append(f"skipped {len(self.skipped)} input(s):")
             out += [f"  {s['input']}: {s['reason']}" for s in self.skipped]

@@ -1,8 +1,6 @@
 """`blursynth adapt VIDEO_OR_DIR... --out DIR`: pairs for test-time adaptation from the target's own videos."""
 from __future__ import annotations
 
-import shlex
-import sys
 
 import click
 
@@ -34,7 +32,7 @@ def adapt(inputs, out, recipe, ratio, max_blur_px, patch_size, exposure_ratio, p
     Blur/RGB/*.png, folders of frames), measure how that domain blurs and how noisy it is, and reblur the
     patches with matching blur and noise into LMDB shards in OUT (read them with ShardDataset, fine-tune with
     `blursynth train`)."""
-    from .options import option_sets
+    from .options import command_line, echo_settings, option_sets
     from ..recipe import RecipeError
     from ..adapt.run import AdaptError, run_adapt
     from ..adapt.settings import load_settings
@@ -48,11 +46,9 @@ def adapt(inputs, out, recipe, ratio, max_blur_px, patch_size, exposure_ratio, p
     except RecipeError as exc:
         raise click.UsageError(str(exc)) from exc
     if dry_run:
-        import yaml
-
-        click.echo(yaml.safe_dump(settings.to_dict(), sort_keys=False), nl=False)
+        echo_settings(settings)
         return
-    command = "blursynth " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     try:
         summary = run_adapt(list(inputs), out, settings, seed=seed, shard_size=shard_size, max_pairs=max_pairs,
                             resume=resume, command=command, progress=not no_progress)

@@ -12,8 +12,6 @@ Formats: h5 (DSEC-style, events/{t,x,y,p}), npz, gem (per-sample GEM-style npz; 
 """
 from __future__ import annotations
 
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -46,7 +44,7 @@ import click
 def events(input_path, out, fmt, threshold, threshold_neg, refractory_s, scale, noise, random_reference, seed,
            latent, timestamps, num, device, no_progress):
     """Simulate event streams from INPUT (video file, folder of frames + timestamps, or generated run)."""
-    from .options import resolve_device_option
+    from .options import command_line, resolve_device_option
     from ..store.rundir import RunError
     from .events_run import EventOptions, InputError, run_events
 
@@ -62,7 +60,7 @@ def events(input_path, out, fmt, threshold, threshold_neg, refractory_s, scale, 
         except (ValueError, AssertionError):
             raise click.BadParameter(f"{latent!r}: expected a positive integer or 'auto'", param_hint="--latent")
     start = time.perf_counter()
-    command = "blursynth " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     try:
         summary = run_events(Path(input_path), Path(out), fmt, opts, latent=latent, timestamps=timestamps, num=num,
                              progress=not no_progress, device=device, command=command)

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 from pathlib import Path
 
 import click
 
 from ..recipe import RecipeError, load_recipe
 from ..sources import SOURCES, spec_forms
-from .options import Count, option_sets, parse_size, resolve_device_option
+from .options import Count, command_line, echo_settings, option_sets, parse_size, resolve_device_option
 
 
 @click.command()
@@ -63,13 +61,11 @@ def generate(num, out, recipe, source, seed, size, shard_size, codec, blur_map, 
     except RecipeError as exc:
         raise click.UsageError(str(exc)) from exc
     if dry_run:
-        import yaml
-
-        click.echo(yaml.safe_dump(resolved.to_dict(), sort_keys=False), nl=False)
+        echo_settings(resolved)
         return
     device = resolve_device_option(device, resolved.render.method)
     sam = _sam_options(source, sam_checkpoint, sam_model)
-    command = "blursynth " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     try:
         if workers is None:
             workers = 0 if address or device.startswith("cuda:") else (os.cpu_count() or 1)

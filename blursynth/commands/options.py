@@ -5,6 +5,8 @@ the stage packages' `cli.py` files imported each other: a five-file import cycle
 from __future__ import annotations
 
 import re
+import shlex
+import sys
 
 import click
 
@@ -59,3 +61,15 @@ def resolve_device_option(device: str, method: str = "exact") -> str:
         return resolve_device(device.strip().lower(), method)
     except (ValueError, RuntimeError) as exc:
         raise click.UsageError(f"--device {device}: {exc}") from exc
+
+
+def command_line() -> str:
+    """The command as the user typed it (recorded in the run's manifest and summaries)."""
+    return "blursynth " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def echo_settings(settings) -> None:
+    """--dry-run: the resolved recipe or settings as YAML."""
+    import yaml
+
+    click.echo(yaml.safe_dump(settings.to_dict(), sort_keys=False), nl=False)

@@ -6,8 +6,6 @@ command, so `blursynth --help` stays fast.
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 
 import click
 
@@ -67,7 +65,7 @@ def video(videos, out, recipe, fmt, fps, duty_cycle, latent, gamma, noise, shake
           flow_scale, no_filters, events, overrides, seed, workers, address, device, gpu_workers, resume, dry_run,
           no_progress):
     """Blurred/sharp pairs from real VIDEOS (files or folders) by flow-interpolated exposures."""
-    from .options import option_sets, parse_size, resolve_device_option
+    from .options import command_line, echo_settings, option_sets, parse_size, resolve_device_option
     from ..recipe import RecipeError
     from ..store.rundir import RunError
     from .video_run import plan_clips, run_video
@@ -102,16 +100,14 @@ def video(videos, out, recipe, fmt, fps, duty_cycle, latent, gamma, noise, shake
     try:
         clips = plan_clips(list(videos))
         if dry_run:
-            import yaml
-
-            click.echo(yaml.safe_dump(resolved.to_dict(), sort_keys=False), nl=False)
+            echo_settings(resolved)
             for c in clips:
                 click.echo(f"clip {c.ordinal}: {c.name} <- {c.path}")
             return
         if workers is None:
             workers = 0 if address or device.startswith("cuda:") else min(os.cpu_count() or 1, len(clips))
             workers = 0 if workers == 1 and not address else workers
-        command = "blursynth " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        command = command_line()
         summary = run_video(resolved, list(videos), out, seed=seed, resume=resume, command=command,
                             progress=not no_progress, workers=workers, address=address, device=device,
                             gpu_workers=gpu_workers)

@@ -20,7 +20,7 @@ from ..cuda import device_kind
 from ..generate import Timings
 from ..runner import check_run_device, run_on_ray
 from ..store.manifest import Manifest
-from ..store.progress import Progress
+from ..store.progress import Progress, stage_shares
 from ..store.rundir import RunError, SpaceCheck, check_complete, disk_full_is_clear, lock_out, prepare_out
 from ..store.shard import ShardInfo, is_complete
 
@@ -60,8 +60,7 @@ class VideoSummary:
             out.append(f"skipped {len(self.skipped)} clips:")
             out += [f"  {name}: {reason}" for name, reason in self.skipped.items()]
         if self.stage_seconds:
-            total = sum(self.stage_seconds.values())
-            out.append("time per stage: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in self.stage_seconds.items()))
+            out.append(stage_shares(self.stage_seconds))
         return out
 
 

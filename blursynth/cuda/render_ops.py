@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..render import Exposure
+from ..render import Exposure, blur_map_stats
 from ..render.exact import ExactPlan, plan_exact
 from ..render.pack import PackedLayers, pack_layers
 from ..scene import Scene
@@ -222,9 +222,7 @@ def blur_stats(blur_map) -> dict:
     interpolation, as numpy.percentile) and max, in pixels. blur_map: float32 (H, W, 3), numpy or a tensor (the
     statistics are reduced where it lies; three numbers come back)."""
     if isinstance(blur_map, np.ndarray):
-        magnitude = blur_map[..., 2]
-        return {"mean": float(magnitude.mean()), "p95": float(np.percentile(magnitude, 95)),
-                "max": float(magnitude.max())}
+        return blur_map_stats(blur_map)
     import torch
 
     magnitude = blur_map[..., 2].reshape(-1).to(torch.float64)

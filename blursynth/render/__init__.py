@@ -46,6 +46,14 @@ class Exposure:
     method: str
 
 
+def blur_map_stats(blur_map: np.ndarray) -> dict:
+    """A sample's blur_px from its blur map's magnitude channel: mean, 95th percentile (numpy.percentile's
+    linear interpolation) and max, in pixels."""
+    magnitude = blur_map[..., 2]
+    return {"mean": float(magnitude.mean()), "p95": float(np.percentile(magnitude, 95)),
+            "max": float(magnitude.max())}
+
+
 def render(scene: Scene, method: str = "exact", reference_time: float = 0.5, samples: int | None = None,
            max_samples: int = 256, kernel_size: int = 33) -> Exposure:
     """Render a scene's exposure.
@@ -101,4 +109,4 @@ def latent_frames(scene: Scene, times) -> np.ndarray:
     return out
 
 
-__all__ = ["render", "Exposure", "latent_frames", "samples_for", "METHODS"]
+__all__ = ["render", "Exposure", "blur_map_stats", "latent_frames", "samples_for", "METHODS"]

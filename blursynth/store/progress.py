@@ -11,6 +11,12 @@ from ..jit import compile_clock, uncached
 COMPILING = "compiling kernels, first run only"
 
 
+def stage_shares(stage_seconds: dict[str, float]) -> str:
+    """A run summary's line: each stage's share of the time the stages took, in percent."""
+    total = sum(stage_seconds.values()) or 1.0
+    return "time per stage: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in stage_seconds.items())
+
+
 class Progress:
     """tqdm over `total` items with a running count of skipped ones.
 
