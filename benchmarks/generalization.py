@@ -88,7 +88,7 @@ ARMS = {
 }
 # Chosen from the oracle's measured curve (oracle_curve.py, results/generalization_oracle_curve.json): the tiny
 # preset at batch 16 and lr 4e-3 learns the most per minute on 2 cores; 850 steps keep 27 runs inside an hour
-# (1000 would take 63 min: 139 s per run measured).
+# (results/generalization.json: 48.6 min, 108 s per run).
 CPU_BUDGET = dict(pairs=384, size=[160, 90], iters=850, batch_size=16, crop=64, preset="tiny", workers=0,
                   test_width=160, seeds=3, cli_iters=150, loss="psnr-batch", min_crop_blur=0.01, lr=4e-3)
 GPU_BUDGET = dict(pairs=4000, size=[640, 360], iters=20000, batch_size=16, crop=256, preset="base", workers=8,
