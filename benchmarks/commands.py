@@ -545,14 +545,15 @@ class Bench:
         for name, path in (("bikes.mp4", bikes()), ("bigbuckbunny.mp4", bigbuckbunny())):
             self.replace[str(path)] = name
 
-    def run(self, args: list[str]) -> Measured:
+    def run(self, args: list[str], env: dict[str, str] | None = None) -> Measured:
+        """env: the command's whole environment (None: this process's)."""
         display = " ".join(["blursynth"] + [self._short(a) for a in args])
         load = os.getloadavg()[0]
         sampler = TreeSampler()
         cpu0 = _children_cpu()
         sampler.start()
         t0 = time.perf_counter()
-        proc = subprocess.run(self.exe + args, cwd=self.work, capture_output=True, text=True, check=False)
+        proc = subprocess.run(self.exe + args, cwd=self.work, capture_output=True, text=True, check=False, env=env)
         wall = time.perf_counter() - t0
         sampler.stop.set()
         sampler.join()

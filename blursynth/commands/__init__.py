@@ -17,6 +17,7 @@ from .events import events
 from .export import export
 from .generate import generate
 from .inspect import inspect_run
+from .threads import wait_passively
 from .train import evaluate, train
 from .video import video
 
@@ -45,6 +46,7 @@ class _Group(click.Group):
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """blursynth: realistic sharp/blurred training pairs for motion deblurring."""
+    wait_passively()  # before any stage loads an OpenMP runtime (commands/threads.py)
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
 
