@@ -1,18 +1,20 @@
 """Device backends: what a generated sample needs from the device its kernels run on.
 
 `generate.make_samples` renders a batch of scenes, then for each exposure applies the camera, simulates its
-events and reads the blur statistics, through one `Backend` chosen from `--device` (`backend_for`). The CPU
-backend here runs the numba stages on numpy arrays; the CUDA backend (`cuda/backend.py`) runs the csrc/ kernels
+events and reads the blur statistics, through one `Backend` chosen from `--device` (`backend_for`). `blursynth
+events` and the video path's events simulate their streams through `simulate`. The CPU backend here runs the
+numba stages on numpy arrays; the CUDA backend (`cuda/backend.py`) runs the csrc/ kernels
 and keeps each exposure on the GPU until the camera's uint8 images, the events and three statistics come back.
 Stage code asks the backend, never `device == "cpu"`.
 
     render_batch(scenes, render)           exposures of scenes of one size (render: the recipe's RenderRecipe)
     apply_camera(blur, sharp, camera, rng) uint8 blur and sharp images on the host
     scene_events(scene, events, rng)       (events, meta) of the scene's exposure (events: EventsRecipe)
+    simulate(frames, t_s, **kw)            (events, state): the event simulator over a stream's next frames
     blur_stats(blur_map)                   {"mean", "p95", "max"} of the blur map's magnitude, in pixels
     to_host(blur_map, keep)                the blur map as the sample stores it (numpy), or None
 
-A new device is one class with these five methods and one branch in `backend_for`.
+A new device is one class with these six methods and one branch in `backend_for`.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ class Backend(Protocol):
     def apply_camera(self, blur, sharp, camera, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
 
     def scene_events(self, scene, events, rng: np.random.Generator) -> tuple[np.ndarray, dict]: ...
+
+    def simulate(self, frames, t_s, **kw) -> tuple[np.ndarray, object]: ...
 
     def blur_stats(self, blur_map) -> dict: ...
 
@@ -55,6 +59,12 @@ class CpuBackend:
         from .events.exposure import scene_events
 
         return scene_events(scene, events, rng)
+
+    def simulate(self, frames, t_s, **kw):
+        """events.simulate(frames, t_s, **kw): its keyword arguments (thresholds, noise, rng, state, ...)."""
+        from .events.simulate import simulate
+
+        return simulate(frames, t_s, **kw)
 
     def blur_stats(self, blur_map) -> dict:
         from .render import blur_map_stats

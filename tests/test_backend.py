@@ -10,6 +10,7 @@ import pytest
 from blursynth import cuda, generate
 from blursynth.backend import CPU, Backend, CpuBackend, backend_for
 from blursynth.cuda.backend import CudaBackend
+from blursynth.events import simulate
 from blursynth.recipe import load_recipe
 from blursynth.render import render
 from blursynth.sources import open_source
@@ -19,8 +20,8 @@ BACKENDS = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not cuda.availa
 METHODS = [name for name, value in vars(Backend).items() if callable(value) and not name.startswith("_")]
 
 
-def test_the_interface_names_five_methods_and_both_backends_have_them_with_its_arguments():
-    assert sorted(METHODS) == ["apply_camera", "blur_stats", "render_batch", "scene_events", "to_host"]
+def test_the_interface_names_six_methods_and_both_backends_have_them_with_its_arguments():
+    assert sorted(METHODS) == ["apply_camera", "blur_stats", "render_batch", "scene_events", "simulate", "to_host"]
     for cls in (CpuBackend, CudaBackend):
         for name in METHODS:
             want = list(inspect.signature(getattr(Backend, name)).parameters)
@@ -66,3 +67,23 @@ def test_a_backends_samples_equal_the_cpu_samples(device):
             else:
                 assert diff.max() <= 2 and np.count_nonzero(diff) <= 0.1 * diff.size
         assert b.blur_map is not None and b.blur_map.shape == a.blur_map.shape
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+def test_a_backends_event_stream_equals_one_cpu_simulation(device):
+    """simulate over a stream in three chunks, the state carried, against events.simulate over all frames in one
+    call: the same events in the same order (on a GPU too: csrc/README.md, the simulator's parity)."""
+    rng = np.random.default_rng(3)
+    h, w, n = 24, 40, 30
+    yy, xx = np.mgrid[:h, :w]
+    frames = np.stack([0.5 + 0.4 * np.sin((xx - 1.3 * k) / 3.0 + yy / 7.0) for k in range(n)]).astype(np.float32)
+    frames *= rng.uniform(0.9, 1.1, (1, h, w)).astype(np.float32)
+    t_s = np.arange(n) / 200.0
+    want, _ = simulate(frames, t_s)
+    backend, state, parts = backend_for(device), None, []
+    for a, b in ((0, 7), (7, 19), (19, n)):
+        ev, state = backend.simulate(frames[a:b], t_s[a:b], state=state)
+        parts.append(ev)
+    got = np.concatenate(parts)
+    assert len(want) > 1000
+    np.testing.assert_array_equal(got, want)

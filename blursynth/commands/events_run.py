@@ -3,7 +3,6 @@ latent frames, simulate, write h5 / npz / GEM npz and a summary (events.json). S
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from ..store.rundir import disk_full_is_clear, lock_out
 from ..events.formats import write_gem_npz, write_h5, write_npz
 from ..events.frames import downscale, to_gray
 from ..events.noise import NoiseModel
-from ..events.simulate import EVENT_DTYPE, simulate
+from ..events.simulate import EVENT_DTYPE
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +62,18 @@ def run_events(input_path: Path, out: Path, fmt: str, opts: EventOptions, latent
     input_path = Path(input_path)
     if not input_path.exists():
         raise InputError(f"input not found: {input_path}")
-    if device != "cpu":
-        from ..cuda import check_device
+    from ..backend import backend_for
+    from ..cuda import check_device
 
-        try:
-            check_device(device)
-        except RuntimeError as exc:
-            raise InputError(str(exc)) from exc
+    try:
+        check_device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise InputError(str(exc)) from exc
+    backend = backend_for(device)
     out = Path(out)
     with lock_out(out, command), disk_full_is_clear(out, lambda: f"the files written so far are in {out}",
                                                     then=_AGAIN):
-        summary = _simulate(input_path, out, fmt, opts, latent, timestamps, num, progress, device)
+        summary = _simulate(input_path, out, fmt, opts, latent, timestamps, num, progress, backend)
         (out / "events.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -83,10 +83,10 @@ _AGAIN = "run the same command again (it writes every file again)"
 
 
 def _simulate(input_path: Path, out: Path, fmt: str, opts: EventOptions, latent, timestamps, num: int | None,
-              progress: bool, device: str) -> dict:
-    """run_events' work once `out` is locked: the summary, less events.json."""
+              progress: bool, backend) -> dict:
+    """run_events' work once `out` is locked: the summary, less events.json. backend: backend.Backend."""
     if input_path.is_dir() and (input_path / "manifest.json").is_file():
-        summary = _run_dir(input_path, out, fmt, opts, num, progress, device)
+        summary = _run_dir(input_path, out, fmt, opts, num, progress, backend)
     else:
         if fmt == "gem":
             raise InputError("--format gem writes per-sample npz with blurred frames: it needs a generated run "
@@ -97,13 +97,13 @@ def _simulate(input_path: Path, out: Path, fmt: str, opts: EventOptions, latent,
         else:
             frames, n = _video_frames(input_path, latent)
             kind = "video"
-        summary = _simulate_stream(frames, n, out, fmt, opts, kind, progress, device)
+        summary = _simulate_stream(frames, n, out, fmt, opts, kind, progress, backend)
     summary["options"] = dataclasses.asdict(opts)
-    summary["device"] = "cpu" if device == "cpu" else "cuda"
+    summary["device"] = backend.name
     return summary
 
 
-def _simulate_stream(frames, n_hint, out, fmt, opts, kind, progress, device="cpu") -> dict:
+def _simulate_stream(frames, n_hint, out, fmt, opts, kind, progress, backend) -> dict:
     """Simulate one stream of gray linear frames and write it as one file.
 
     frames: an iterable of (full-size frame chunk (k, H, W), times (k,) in seconds), one input frame per frame,
@@ -114,11 +114,6 @@ def _simulate_stream(frames, n_hint, out, fmt, opts, kind, progress, device="cpu
     from tqdm import tqdm
 
     kw = opts.simulate_kwargs()
-    step = simulate
-    if device != "cpu":
-        from ..cuda import simulate_frames
-
-        step = functools.partial(simulate_frames, device=device)  # the same arguments, on the GPU
 
     scale = opts.scale or 1
     if callable(frames):
@@ -130,7 +125,7 @@ def _simulate_stream(frames, n_hint, out, fmt, opts, kind, progress, device="cpu
     # and ETA hold
     with tqdm(total=n_hint, unit="frame", desc="events", disable=not progress, leave=False) as bar:
         for small, t_s, advance in chunks:
-            ev, state = step(small, t_s, state=state, **kw)
+            ev, state = backend.simulate(small, t_s, state=state, **kw)
             parts.append(ev)
             n_frames += len(small)
             size = small.shape[1:]
@@ -213,11 +208,10 @@ def _folder_frames(folder: Path, timestamps):
 
 
 def _run_dir(run: Path, out: Path, fmt: str, opts: EventOptions, num: int | None, progress: bool,
-             device: str = "cpu") -> dict:
+             backend) -> dict:
     """Per-sample event files for a generated run, re-derived from its recipe, seed and indices."""
     from tqdm import tqdm
 
-    from ..cuda import scene_events
     from ..generate import Skip, make_scene
     from ..recipe import RecipeError, recipe_from_dict
     from ..seeding import stage_rng
@@ -255,8 +249,7 @@ def _run_dir(run: Path, out: Path, fmt: str, opts: EventOptions, num: int | None
                 skipped.append(made.to_dict())
                 bar.update(1)
                 continue
-            events, meta = scene_events(made[2], recipe.events, stage_rng(manifest.seed, index, "events"),
-                                        device=device)
+            events, meta = backend.scene_events(made[2], recipe.events, stage_rng(manifest.seed, index, "events"))
             stem = out / f"{index:08d}"
             if fmt == "gem":
                 reader = readers.setdefault(shard, ShardReader(run / shard))

@@ -3,7 +3,7 @@ camera's uint8 images, the events and three blur statistics come back."""
 from __future__ import annotations
 
 from .camera_ops import apply_camera
-from .event_ops import scene_events
+from .event_ops import scene_events, simulate_frames
 from .render_ops import blur_stats, render_batch
 
 
@@ -22,6 +22,9 @@ class CudaBackend:
 
     def scene_events(self, scene, events, rng):
         return scene_events(scene, events, rng, device=self.device)
+
+    def simulate(self, frames, t_s, **kw):
+        return simulate_frames(frames, t_s, device=self.device, **kw)
 
     def blur_stats(self, blur_map) -> dict:
         return blur_stats(blur_map)
