@@ -119,6 +119,20 @@ class EventNoiseRecipe:
         return dataclasses.asdict(self)
 
 
+# Named event-noise settings, v2e's command-line presets: a recipe may write `events.noise: v2e` for these values,
+# `blursynth events --noise` takes the names. "ideal": no noise; "clean": sigma 0.02 only; "v2e": its defaults
+# (sigma 0.03, cutoff 300 Hz, leak 0.01 Hz spread 0.1 decades, shot 0.001 Hz); "noisy": sigma 0.05, cutoff 30 Hz,
+# leak 0.1 Hz, shot 5 Hz.
+EVENT_NOISE_PRESETS: dict[str, EventNoiseRecipe] = {
+    "ideal": EventNoiseRecipe(),
+    "clean": EventNoiseRecipe(threshold_sigma=0.02),
+    "v2e": EventNoiseRecipe(threshold_sigma=0.03, cutoff_hz=300.0, leak_rate_hz=0.01, leak_spread_decades=0.1,
+                            shot_rate_hz=0.001),
+    "noisy": EventNoiseRecipe(threshold_sigma=0.05, cutoff_hz=30.0, leak_rate_hz=0.1, leak_spread_decades=0.1,
+                              shot_rate_hz=5.0),
+}
+
+
 @dataclass
 class EventsRecipe:
     """Event streams simulated from the latent images of each exposure (blursynth.events; off by default)."""
@@ -134,7 +148,7 @@ class EventsRecipe:
     samples: int = 0  # latent frames over the exposure; 0: about one per pixel of motion (at least 2)
     max_samples: int = 256  # cap of the adaptive count
     random_reference: bool = False  # start references at a random offset (no first-frame ghost)
-    noise: EventNoiseRecipe = field(default_factory=EventNoiseRecipe)
+    noise: EventNoiseRecipe = field(default_factory=EventNoiseRecipe)  # or the name of an EVENT_NOISE_PRESETS entry
 
 
 @dataclass
@@ -255,6 +269,10 @@ def build_dataclass(cls, data: Any, prefix: str):
 
 
 def _coerce(hint, value, name: str):
+    if hint is EventNoiseRecipe and isinstance(value, str):
+        if value not in EVENT_NOISE_PRESETS:
+            raise RecipeError(f"{name}: unknown noise preset {value!r} (known: {', '.join(EVENT_NOISE_PRESETS)})")
+        return dataclasses.replace(EVENT_NOISE_PRESETS[value])
     if dataclasses.is_dataclass(hint):
         return build_dataclass(hint, value, name)
     origin = typing.get_origin(hint)

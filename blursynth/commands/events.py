@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from ..recipe import EVENT_NOISE_PRESETS
+
 
 @click.command("events")
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
@@ -27,7 +29,7 @@ import click
 @click.option("--threshold-neg", type=float, default=None, help="OFF threshold when it differs from ON.")
 @click.option("--refractory-s", type=float, default=None, help="Refractory period, seconds [0].")
 @click.option("--scale", type=click.IntRange(min=1), default=None, help="Events at 1/SCALE resolution [1].")
-@click.option("--noise", type=click.Choice(["ideal", "clean", "v2e", "noisy"]), default=None,
+@click.option("--noise", type=click.Choice(list(EVENT_NOISE_PRESETS)), default=None,
               help="v2e noise preset [ideal].")
 @click.option("--random-reference/--no-random-reference", default=None,
               help="Random initial reference per pixel (no first-frame ghost).")
