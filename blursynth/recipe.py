@@ -7,26 +7,45 @@ an error names the field. The resolved recipe (`to_dict`) is written into each r
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import yaml
+from .config import PIPELINES_DIR, Config, RecipeError, check_field, check_range
 
-PIPELINES_DIR = Path(__file__).resolve().parent / "pipelines"
-
-
-class RecipeError(ValueError):
-    """A recipe field is missing, unknown, of the wrong type or out of range; the message names the field."""
-
+__all__ = ["PIPELINES_DIR", "RecipeError", "Recipe", "load_recipe", "recipe_from_dict", "ShakeRanges",
+           "EVENT_NOISE_PRESETS"]
 
 Range = tuple[float, float]
 
 
 @dataclass
-class ShakeRecipe:
+class ShakeRanges:
+    """Camera shake, the section the image recipe (`ShakeRecipe`) and the video recipe (`video.recipe.
+    VideoShakeRecipe`) share: each draws a model from `models` (name -> probability, normalized; motion.SHAKE_MODELS
+    names them, "none" is a static camera) and its parameters from the ranges. Each subclass sets its defaults."""
+
+    models: dict[str, float]
+    length_px: Range  # path length over the exposure, pixels
+    fov_deg: Range  # rotational model: horizontal field of view, degrees
+    roll_deg: Range  # rotational model: roll amplitude, degrees
+
+    def check_shake(self, prefix: str = "shake") -> None:
+        """The rules of the shared fields (RecipeError naming `prefix`.FIELD)."""
+        from .motion.shake import SHAKE_MODELS
+
+        for name in ("length_px", "fov_deg", "roll_deg"):
+            check_range(f"{prefix}.{name}", getattr(self, name), lo=0.0)
+        check_field(0 < self.fov_deg[0] and self.fov_deg[1] < 170, f"{prefix}.fov_deg", "must lie in (0, 170) degrees")
+        for model, p in self.models.items():
+            check_field(model in SHAKE_MODELS, f"{prefix}.models.{model}",
+                        f"unknown shake model (known: {', '.join(sorted(SHAKE_MODELS))})")
+            check_field(p >= 0, f"{prefix}.models.{model}", "probability must be >= 0")
+        check_field(sum(self.models.values()) > 0, f"{prefix}.models", "probabilities must not all be 0")
+
+
+@dataclass
+class ShakeRecipe(ShakeRanges):
     """Camera shake over the exposure. Lengths are path lengths in pixels of the whole exposure."""
 
     # probability of each model; they are normalized, "none" gives a static camera
@@ -115,6 +134,10 @@ class EventNoiseRecipe:
     hot_pixel_fraction: float = 0.0  # fraction of hot pixels
     hot_pixel_rate_hz: float = 0.0  # ON events per second of a hot pixel
 
+    # the config engine reads a name in EVENT_NOISE_PRESETS where this section is expected (set below)
+    PRESETS: ClassVar[dict[str, "EventNoiseRecipe"]]
+    PRESET_KIND: ClassVar[str] = "noise preset"
+
     def to_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
 
@@ -131,6 +154,7 @@ EVENT_NOISE_PRESETS: dict[str, EventNoiseRecipe] = {
     "noisy": EventNoiseRecipe(threshold_sigma=0.05, cutoff_hz=30.0, leak_rate_hz=0.1, leak_spread_decades=0.1,
                               shot_rate_hz=5.0),
 }
+EventNoiseRecipe.PRESETS = EVENT_NOISE_PRESETS
 
 
 @dataclass
@@ -152,7 +176,11 @@ class EventsRecipe:
 
 
 @dataclass
-class Recipe:
+class Recipe(Config):
+    KIND: ClassVar[str] = "recipe"
+    FILES: ClassVar[str] = "*.yaml"
+    DEFAULT: ClassVar[str | None] = "default"
+
     name: str = "default"
     size: tuple[int, int] = (1280, 720)  # width, height of every output
     # the output width at which the pixel ranges (shake.length_px, shake.parallax_px, scene.objects.speed_px)
@@ -167,12 +195,8 @@ class Recipe:
     output: OutputRecipe = field(default_factory=OutputRecipe)
     events: EventsRecipe = field(default_factory=EventsRecipe)
 
-    def to_dict(self) -> dict[str, Any]:
-        return to_plain(dataclasses.asdict(self))
-
-    def validate(self) -> "Recipe":
+    def check(self) -> None:
         _validate(self)
-        return self
 
     @property
     def px_factor(self) -> float:
@@ -186,132 +210,20 @@ class Recipe:
 
 
 def load_recipe(name_or_path: str | Path = "default", overrides: dict[str, Any] | list[str] | None = None) -> Recipe:
-    """Load a recipe by name (a file in pipelines/) or by path, apply overrides, validate.
+    """Load a recipe by name (a file in pipelines/) or by path, apply overrides, validate (`Config.load`).
 
     Args:
         name_or_path: "default", "sbdd", ... or a path to a YAML file.
         overrides: {"camera.gain": [1, 1]} or ["camera.gain=[1, 1]", ...] (values parsed as YAML).
     """
-    return recipe_from_dict(load_data(name_or_path, overrides))
-
-
-def load_data(name_or_path: str | Path | None, overrides: dict[str, Any] | list[str] | None = None,
-              kind: str = "recipe", pattern: str = "*.yaml") -> dict[str, Any]:
-    """The YAML mapping of a recipe-like file (by name in pipelines/ or by path; None: empty) with the overrides
-    applied; `name` defaults to the file's stem. Raises RecipeError, naming `kind`, for a missing file or bad
-    YAML, listing the pipelines/ files matching `pattern` as the known names."""
-    data: dict[str, Any] = {}
-    if name_or_path is not None:
-        path = Path(name_or_path)
-        if not path.suffix:
-            path = PIPELINES_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            known = sorted(p.stem for p in PIPELINES_DIR.glob(pattern))
-            raise RecipeError(f"{kind} {str(name_or_path)!r} not found (known: {', '.join(known)}; "
-                              "or give a path to a YAML file)")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"{kind} {path}: invalid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise RecipeError(f"{kind} {path}: top level must be a mapping")
-        data.setdefault("name", path.stem)
-    for key, value in _parse_overrides(overrides).items():
-        _set_dotted(data, key, value)
-    return data
+    return Recipe.load(name_or_path, overrides)
 
 
 def recipe_from_dict(data: dict[str, Any]) -> Recipe:
-    return build_dataclass(Recipe, data, "").validate()
-
-
-def _parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
-    if not overrides:
-        return {}
-    if isinstance(overrides, dict):
-        return dict(overrides)
-    parsed = {}
-    for item in overrides:
-        if "=" not in item:
-            raise RecipeError(f"override {item!r} must look like field.path=value")
-        key, raw = item.split("=", 1)
-        try:
-            parsed[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"override {key}: cannot parse value {raw!r}: {exc}") from exc
-    return parsed
-
-
-def _set_dotted(data: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise RecipeError(f"override {key}: {part} is not a section")
-    node[parts[-1]] = value
-
-
-def build_dataclass(cls, data: Any, prefix: str):
-    """A `cls` dataclass from a YAML mapping, nested dataclasses included; an unknown or mistyped field is a
-    RecipeError naming it under `prefix`. Shared by the recipe, video-recipe and adapt-settings loaders."""
-    if not isinstance(data, dict):
-        raise RecipeError(f"{prefix or 'recipe'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise RecipeError(f"unknown recipe field {_join(prefix, unknown[0])!r} (valid here: {', '.join(sorted(names))})")
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, _join(prefix, name))
-    return cls(**kwargs)
-
-
-def _coerce(hint, value, name: str):
-    if hint is EventNoiseRecipe and isinstance(value, str):
-        if value not in EVENT_NOISE_PRESETS:
-            raise RecipeError(f"{name}: unknown noise preset {value!r} (known: {', '.join(EVENT_NOISE_PRESETS)})")
-        return dataclasses.replace(EVENT_NOISE_PRESETS[value])
-    if dataclasses.is_dataclass(hint):
-        return build_dataclass(hint, value, name)
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise RecipeError(f"{name}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(a, v, f"{name}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-    if origin is dict:
-        key_t, val_t = typing.get_args(hint)
-        if not isinstance(value, dict):
-            raise RecipeError(f"{name}: expected a mapping, got {value!r}")
-        return {_coerce(key_t, k, name): _coerce(val_t, v, f"{name}.{k}") for k, v in value.items()}
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(hint):
-            return None
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-        return _coerce(hint, value, name)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RecipeError(f"{name}: expected a number, got {value!r}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RecipeError(f"{name}: expected an integer, got {value!r}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise RecipeError(f"{name}: expected true or false, got {value!r}")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise RecipeError(f"{name}: expected a string, got {value!r}")
-        return value
-    return value
+    return Recipe.from_dict(data)
 
 
 def _validate(r: Recipe) -> None:
-    from .motion.shake import SHAKE_MODELS
     from .store.codec import IMAGE_CODECS
 
     w, h = r.size
@@ -319,14 +231,8 @@ def _validate(r: Recipe) -> None:
     check_field(w <= 16384 and h <= 16384, "size", f"must be at most 16384 on a side, got {w}x{h}")
     check_field(r.reference_width is None or r.reference_width >= 1, "reference_width",
                 f"must be null or an integer >= 1, got {r.reference_width}")
-    for name in ("length_px", "fov_deg", "roll_deg", "parallax_px"):
-        check_range(f"shake.{name}", getattr(r.shake, name), lo=0.0)
-    check_field(0 < r.shake.fov_deg[0] and r.shake.fov_deg[1] < 170, "shake.fov_deg", "must lie in (0, 170) degrees")
-    for model, p in r.shake.models.items():
-        check_field(model in SHAKE_MODELS, f"shake.models.{model}",
-                    f"unknown shake model (known: {', '.join(sorted(SHAKE_MODELS))})")
-        check_field(p >= 0, f"shake.models.{model}", "probability must be >= 0")
-    check_field(sum(r.shake.models.values()) > 0, "shake.models", "probabilities must not all be 0")
+    r.shake.check_shake("shake")
+    check_range("shake.parallax_px", r.shake.parallax_px, lo=0.0)
     o = r.scene.objects
     check_range("scene.objects.count", o.count, lo=0)
     check_field(0 <= o.min_area <= o.max_area <= 1, "scene.objects.min_area", "need 0 <= min_area <= max_area <= 1")
@@ -391,29 +297,3 @@ def _validate_events(r: Recipe) -> None:
     for name, value in e.noise.to_dict().items():
         check_field(value >= 0, f"events.noise.{name}", f"must be >= 0, got {value}")
     check_field(e.noise.hot_pixel_fraction <= 1, "events.noise.hot_pixel_fraction", "must lie in [0, 1]")
-
-
-def check_range(name: str, value, lo: float | None = None) -> None:
-    """A [low, high] field: low <= high, and low >= `lo` when given, or a RecipeError naming `name`."""
-    check_field(value[0] <= value[1], name, f"range must be [low, high] with low <= high, got {list(value)}")
-    if lo is not None:
-        check_field(value[0] >= lo, name, f"must be >= {lo}, got {list(value)}")
-
-
-def check_field(ok: bool, name: str, message: str) -> None:
-    """RecipeError("recipe field NAME: MESSAGE") unless `ok`."""
-    if not ok:
-        raise RecipeError(f"recipe field {name}: {message}")
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def to_plain(obj):
-    """Dicts, lists and scalars only (tuples become lists), as YAML and JSON write them."""
-    if isinstance(obj, dict):
-        return {k: to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    return obj

@@ -5,12 +5,11 @@ fields rejected before any work, an error names the field, `--set section.field=
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ..recipe import RecipeError, build_dataclass, load_data, to_plain
+from ..config import Config, check_field
 
 MIN_PATCH_PX = 32
 
@@ -66,23 +65,23 @@ class AdaptOutput:
 
 
 @dataclass
-class AdaptSettings:
+class AdaptSettings(Config):
+    KIND: ClassVar[str] = "adapt settings"
+    FILES: ClassVar[str] = "adapt*.yaml"
+    DEFAULT: ClassVar[str | None] = "adapt"
+
     name: str = "adapt"
     sharpness: SharpnessSettings = field(default_factory=SharpnessSettings)
     domain: DomainSettings = field(default_factory=DomainSettings)
     reblur: ReblurSettings = field(default_factory=ReblurSettings)
     output: AdaptOutput = field(default_factory=AdaptOutput)
 
-    def to_dict(self) -> dict[str, Any]:
-        return to_plain(dataclasses.asdict(self))
-
     @property
     def stride(self) -> int:
         return self.sharpness.stride or self.sharpness.patch_size
 
-    def validate(self) -> "AdaptSettings":
+    def check(self) -> None:
         _validate(self)
-        return self
 
 
 def load_settings(name_or_path: str | Path = "adapt",
@@ -91,11 +90,11 @@ def load_settings(name_or_path: str | Path = "adapt",
 
     Raises RecipeError naming the field for anything unknown or out of range.
     """
-    return settings_from_dict(load_data(name_or_path, overrides, kind="adapt settings", pattern="adapt*.yaml"))
+    return AdaptSettings.load(name_or_path, overrides)
 
 
 def settings_from_dict(data: dict[str, Any]) -> AdaptSettings:
-    return build_dataclass(AdaptSettings, data, "").validate()
+    return AdaptSettings.from_dict(data)
 
 
 def _validate(s: AdaptSettings) -> None:
@@ -131,5 +130,4 @@ def _validate(s: AdaptSettings) -> None:
 
 
 def _check(ok: bool, name: str, message: str) -> None:
-    if not ok:
-        raise RecipeError(f"adapt setting {name}: {message}")
+    check_field(ok, name, message, kind="adapt setting")

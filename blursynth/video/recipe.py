@@ -7,13 +7,12 @@ below apply. Flags of `blursynth video` (`--fps`, `--duty-cycle`, ...) are overr
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ..motion.shake import SHAKE_MODELS
-from ..recipe import build_dataclass, check_field, check_range, load_data, to_plain
+from ..config import Config, check_field, check_range
+from ..recipe import ShakeRanges
 
 Range = tuple[float, float]
 
@@ -58,7 +57,7 @@ class VideoCameraRecipe:
 
 
 @dataclass
-class VideoShakeRecipe:
+class VideoShakeRecipe(ShakeRanges):
     """Extra camera shake on top of the clip's own motion, drawn per output frame (engine's motion models)."""
 
     models: dict[str, float] = field(default_factory=lambda: {"none": 1.0})  # bf, gp, rotational, none
@@ -90,7 +89,11 @@ class VideoOutputRecipe:
 
 
 @dataclass
-class VideoRecipe:
+class VideoRecipe(Config):
+    KIND: ClassVar[str] = "video recipe"
+    FILES: ClassVar[str] = "*-video.yaml"
+    DEFAULT: ClassVar[str | None] = None  # the defaults below
+
     name: str = "video"
     # output frame rate; None = the input's. Output frame j is at j / fps seconds.
     fps: float | None = None
@@ -112,23 +115,19 @@ class VideoRecipe:
     filters: VideoFilterRecipe = field(default_factory=VideoFilterRecipe)
     output: VideoOutputRecipe = field(default_factory=VideoOutputRecipe)
 
-    def to_dict(self) -> dict[str, Any]:
-        return to_plain(dataclasses.asdict(self))
-
-    def validate(self) -> "VideoRecipe":
+    def check(self) -> None:
         _validate(self)
-        return self
 
 
 def load_video_recipe(name_or_path: str | Path | None = None,
                       overrides: dict[str, Any] | list[str] | None = None) -> VideoRecipe:
     """Load a video recipe by name (pipelines/NAME.yaml), by path, or the defaults (None); apply overrides;
     validate. Raises RecipeError naming the field."""
-    return video_recipe_from_dict(load_data(name_or_path, overrides, kind="video recipe", pattern="*-video.yaml"))
+    return VideoRecipe.load(name_or_path, overrides)
 
 
 def video_recipe_from_dict(data: dict[str, Any]) -> VideoRecipe:
-    return build_dataclass(VideoRecipe, data, "").validate()
+    return VideoRecipe.from_dict(data)
 
 
 def response_of(recipe: VideoRecipe):
@@ -170,15 +169,7 @@ def _validate(r: VideoRecipe) -> None:
     check_range("camera.gain", c.gain, lo=1e-3)
     check_range("camera.shot", c.shot, lo=0.0)
     check_range("camera.read", c.read, lo=0.0)
-    s = r.shake
-    for model, p in s.models.items():
-        check_field(model in SHAKE_MODELS, f"shake.models.{model}", f"unknown shake model (known: {', '.join(sorted(SHAKE_MODELS))})")
-        check_field(p >= 0, f"shake.models.{model}", "probability must be >= 0")
-    check_field(sum(s.models.values()) > 0, "shake.models", "probabilities must not all be 0")
-    check_range("shake.length_px", s.length_px, lo=0.0)
-    check_range("shake.fov_deg", s.fov_deg, lo=0.0)
-    check_field(0 < s.fov_deg[0] and s.fov_deg[1] < 170, "shake.fov_deg", "must lie in (0, 170) degrees")
-    check_range("shake.roll_deg", s.roll_deg, lo=0.0)
+    r.shake.check_shake("shake")
     q = r.filters
     check_field(0 <= q.min_brightness <= 1, "filters.min_brightness", f"must lie in [0, 1], got {q.min_brightness}")
     check_field(q.max_psnr_db is None or q.max_psnr_db > 0, "filters.max_psnr_db", f"must be > 0 or null, got {q.max_psnr_db}")
