@@ -59,7 +59,7 @@ def test_basicsr_lmdb_reads_back_as_basicsr_does(run_dir, samples, tmp_path):
 def test_gopro_folders_pair_up(run_dir, samples, tmp_path):
     out = tmp_path / "gopro"
     summary = export(run_dir, out, "gopro", split="train")
-    assert summary["sequences"] == ["shard-00000", "shard-00001"]
+    assert summary["files"] == ["shard-00000", "shard-00001"] and summary["frames"] == len(samples)
     blurs = sorted((out / "train").glob("*/blur/*.png"))
     sharps = sorted((out / "train").glob("*/sharp/*.png"))
     assert [p.relative_to(out).parts[1:] for p in blurs] == [

@@ -24,11 +24,11 @@ from blursynth.inspect import verify
 from blursynth.recipe import load_recipe
 from blursynth.runner import run_generate
 from blursynth.store import Manifest, ShardReader, ShardWriter, shard_name
-from blursynth.store import export as export_module
 from blursynth.store import shard as shard_module
 from blursynth.store.batch import BatchWriter, disk_full_error
 from blursynth.store.errors import CorruptRecordError, DiskFullError
 from blursynth.store.export import export
+from blursynth.writers import basicsr as basicsr_module
 
 NUM, SHARD = 10, 5
 CORRUPT = 7  # the sample whose blur record the tests flip (in the second shard)
@@ -110,8 +110,8 @@ def test_a_map_full_at_commit_is_replayed(tmp_path, monkeypatch):
 
 def test_the_basicsr_export_writes_the_same_lmdb_through_a_tiny_map(tmp_path, monkeypatch, run):
     export(run, tmp_path / "big", "basicsr")
-    monkeypatch.setattr(export_module, "_BASICSR_MAP_BYTES", 4096)
-    monkeypatch.setattr(export_module, "_BASICSR_BATCH", 3)
+    monkeypatch.setattr(basicsr_module, "_MAP_BYTES", 4096)
+    monkeypatch.setattr(basicsr_module, "_BATCH", 3)
     export(run, tmp_path / "small", "basicsr")
     for name in ("blur.lmdb", "sharp.lmdb"):
         small, big = _all_values(tmp_path / "small" / name), _all_values(tmp_path / "big" / name)

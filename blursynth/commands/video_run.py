@@ -1,7 +1,7 @@
 """The `blursynth video` run: plan the clips, make each one, keep the run directory's manifest.
 
 The unit of work (and of retry and resume) is one clip. A clip's outputs are written under
-temporary names and renamed when complete (video/write.py), then recorded in manifest.json under
+temporary names and renamed when complete (blursynth/writers/), then recorded in manifest.json under
 extra["clips"][NAME] (done or skipped, with the reason); lmdb shards (one per clip) also go to the manifest's
 shard list, so ShardDataset and `inspect` read them like generate's. A clip's bytes depend on (recipe, seed,
 clip name, video) alone (video/clip.py), so they do not depend on the worker count or the order clips finish.

@@ -2,7 +2,7 @@
 
 decode (OpenCV, streaming) -> flow (DIS, both directions) -> latent frames by flow interpolation in linear
 light -> mean over an exposure window with a duty cycle -> the engine's camera (`camera.apply_camera`) ->
-quality filters -> mp4 / GoPro folders / LMDB windows (`video.write`); `video.clip.make_clip` does one clip,
+quality filters -> mp4 / GoPro folders / LMDB windows (`blursynth.writers`); `video.clip.make_clip` does one clip,
 `commands.video_run.run_video` many, `commands.video` is `blursynth video`.
 
 The names below load lazily (PEP 562), so that importing `blursynth.commands.video` for the command line does not

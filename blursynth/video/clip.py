@@ -17,6 +17,7 @@ import numpy as np
 from .. import __version__
 from ..camera import CameraParams, add_noise, encode_u8
 from ..seeding import child_seed, stage_rng
+from ..writers import WRITERS, ClipTarget, Pair
 from .blur import blur_frames
 from .decode import read_frames
 from .filters import category, check_blur, check_sharp
@@ -68,7 +69,7 @@ class ClipResult:
 
 def make_clip(recipe: VideoRecipe, clip: Clip, out_dir: str | Path, seed: int, progress=None,
               timings=None, device: str = "cpu") -> ClipResult:
-    """Make the outputs of one clip in `out_dir` (format `recipe.output.format`).
+    """Make the outputs of one clip in `out_dir` (format `recipe.output.format`, a writer of `writers.WRITERS`).
 
     Args:
         progress: optional callable(n_frames: int, skipped: bool) after each output frame.
@@ -184,7 +185,7 @@ def _make(recipe, clip, out_dir, seed, reader, result, progress, timings, device
                             max_step_px=recipe.max_step_px, cap=recipe.latent_cap,
                             min_visible=recipe.flow.min_visible, step=settings["step"], flow_scale=recipe.flow.scale,
                             shake=shake_for(recipe, clip.name, seed, reader.size), accept=accept,
-                            keep_flow=recipe.output.format == "mp4", timings=timings, on_span=spans,
+                            keep_flow=WRITERS[recipe.output.format].flow, timings=timings, on_span=spans,
                             prefetch=recipe.flow.prefetch)
     writer = _writer(recipe, clip, out_dir, seed, settings, camera, reader.size, spans)
     filtered: Counter = Counter()
@@ -211,7 +212,8 @@ def _make(recipe, clip, out_dir, seed, reader, result, progress, timings, device
                     writer.skip(exp.index)
                 else:
                     with timings.stage("encode"):
-                        writer.add(exp, blur, sharp, _frame_meta(exp, settings))
+                        extra = {"flow": exp.flow} if exp.flow is not None else {}
+                        writer.put(Pair(clip.name, exp.index, blur, sharp, _frame_meta(exp, settings), extra))
                     result.written += 1
                 if progress is not None:
                     progress(1, reason is not None)
@@ -232,19 +234,14 @@ def _make(recipe, clip, out_dir, seed, reader, result, progress, timings, device
 
 
 def _writer(recipe, clip, out_dir, seed, settings, camera, size, spans=None):
-    from .write import GoproWriter, Mp4Writer, WindowShardWriter
-
     o = recipe.output
-    if o.format == "mp4":
-        return Mp4Writer(out_dir, clip.name, settings["fps_out"], o.flow_max_px)
-    if o.format == "gopro":
-        return GoproWriter(out_dir, clip.name)
     base = {"clip": clip.name, "source": clip.path, "seed": seed, "fps_in": settings["fps_in"],
             "fps_out": settings["fps_out"], "duty_cycle": settings["duty_cycle"],
             "average_frames": settings["average_frames"], "camera": camera.to_meta(), "size": list(size),
             "blursynth": __version__}
-    return WindowShardWriter(out_dir, clip.ordinal, clip.ordinal, o.window, o.stride or o.window, o.codec, base,
-                             events=None if spans is None else spans.window)
+    target = ClipTarget(clip.name, clip.ordinal, settings["fps_out"], o.flow_max_px, o.window, o.stride or o.window,
+                        o.codec, base, events=None if spans is None else spans.window)
+    return WRITERS[o.format].video(out_dir, target)
 
 
 EVENT_STEPS = 8  # latent frames per input interval fed to the event simulator when recipe.latent is "auto"
@@ -288,13 +285,14 @@ class EventSpans:
         events, self.state = simulate_frames(frames, times / self.fps, state=self.state, device=self.device)
         return events
 
-    def window(self, first, last) -> bytes:
-        """encode_events bytes of the events from the start of `first`'s exposure to the end of `last`'s."""
+    def window(self, first: int, last: int) -> bytes:
+        """encode_events bytes of the events from the start of output frame `first`'s exposure to the end of
+        `last`'s."""
         from ..events.formats import encode_events
 
         parts = []
-        for j in range(first.index, last.index + 1):
-            if j > first.index and j in self.gap:
+        for j in range(first, last + 1):
+            if j > first and j in self.gap:
                 parts.append(self.gap[j])
             parts.append(self.exposure[j])
         return encode_events(np.concatenate(parts))

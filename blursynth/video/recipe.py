@@ -13,14 +13,13 @@ from typing import Any, ClassVar
 
 from ..config import Config, check_field, check_range
 from ..recipe import ShakeRanges
+from ..writers import VIDEO_FORMATS
 
 Range = tuple[float, float]
 
-FORMATS = ("lmdb", "mp4", "gopro")
 FLOW_METHODS = ("dis", "farneback")
 FLOW_PRESETS = ("ultrafast", "fast", "medium")
-MAX_CLIPS = 10_000  # lmdb sample index = clip * WINDOWS_PER_CLIP + window (9 digits)
-WINDOWS_PER_CLIP = 100_000
+MAX_CLIPS = 10_000  # lmdb sample index = clip * writers.WINDOWS_PER_CLIP + window (9 digits)
 
 
 @dataclass
@@ -80,7 +79,7 @@ class VideoFilterRecipe:
 
 @dataclass
 class VideoOutputRecipe:
-    format: str = "lmdb"  # "lmdb" | "mp4" | "gopro"
+    format: str = "lmdb"  # one of writers.VIDEO_FORMATS: "gopro" | "lmdb" | "mp4"
     window: int = 5  # lmdb: consecutive output frames per record (blurred + sharp)
     stride: int | None = None  # lmdb: output frames between the starts of two records (None: window)
     codec: str = "zstd"  # lmdb image codec
@@ -175,7 +174,8 @@ def _validate(r: VideoRecipe) -> None:
     check_field(q.max_psnr_db is None or q.max_psnr_db > 0, "filters.max_psnr_db", f"must be > 0 or null, got {q.max_psnr_db}")
     check_field(0 <= q.min_texture <= 1, "filters.min_texture", f"must lie in [0, 1], got {q.min_texture}")
     o = r.output
-    check_field(o.format in FORMATS, "output.format", f"must be one of {', '.join(FORMATS)}, got {o.format!r}")
+    check_field(o.format in VIDEO_FORMATS, "output.format",
+                f"must be one of {', '.join(VIDEO_FORMATS)}, got {o.format!r}")
     check_field(1 <= o.window <= 64, "output.window", f"must lie in [1, 64], got {o.window}")
     check_field(o.stride is None or o.stride >= 1, "output.stride", f"must be >= 1 or null, got {o.stride}")
     check_field(o.codec in IMAGE_CODECS, "output.codec", f"must be one of {', '.join(IMAGE_CODECS)}")
