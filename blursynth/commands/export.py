@@ -1,14 +1,15 @@
-"""``blursynth export``. Only click is imported here; the export code loads inside the command."""
+"""``blursynth export``. Only click and the writer table (for --format's choices) are imported here; the export
+code loads inside the command."""
 from __future__ import annotations
 
 import click
 
+from ..writers import EXPORT_FORMATS, formats_help
+
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["basicsr", "gopro", "webdataset"]), required=True,
-              help="basicsr: blur.lmdb + sharp.lmdb with meta_info.txt; gopro: SPLIT/SEQ/{blur,sharp}/*.png; "
-                   "webdataset: tar shards of KEY.blur.png, KEY.sharp.png, KEY.json.")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True, help=formats_help(EXPORT_FORMATS))
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="New output directory.")
 @click.option("--split", default="train", show_default=True, help="gopro: split folder name.")
 @click.option("--samples-per-tar", type=click.IntRange(min=1), default=1000, show_default=True,

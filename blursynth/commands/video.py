@@ -1,6 +1,6 @@
 """`blursynth video VIDEO... --out DIR`: blurred/sharp data from real clips (flow-interpolated exposures).
 
-Only click and the shake-model table (for --shake's choices) are imported here; the stages load inside the
+Only click, the shake-model table (for --shake's choices) and the writer table (--format's) are imported here; the stages load inside the
 command, so `blursynth --help` stays fast.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ import os
 import click
 
 from ..motion.shake import SHAKE_MODELS
+from ..writers import VIDEO_FORMATS, formats_help
 
 
 def _latent(value: str) -> str:
@@ -26,9 +27,8 @@ def _latent(value: str) -> str:
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output directory.")
 @click.option("--recipe", default=None, help="Video recipe name (pipelines/*-video.yaml: gopro-video, reds-video) "
               "or YAML path; default: the built-in defaults.")
-@click.option("--format", "fmt", type=click.Choice(["lmdb", "mp4", "gopro"]), default=None,
-              help="lmdb: shards of windows of --window frames; mp4: NAME_blurry/_sharp/_flow.mp4; "
-                   "gopro: OUT/NAME/{blur,sharp}/*.png (default: the recipe's, lmdb).")
+@click.option("--format", "fmt", type=click.Choice(VIDEO_FORMATS), default=None,
+              help=f"{formats_help(VIDEO_FORMATS)} (default: the recipe's, lmdb).")
 @click.option("--fps", type=float, default=None, help="Output frame rate (default: the input's).")
 @click.option("--duty-cycle", type=float, default=None, help="Exposure as a fraction of the output frame interval, (0, 1].")
 @click.option("--latent", default=None, help="Latent frames per input interval: N or auto (about 1 px per step).")
