@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..backend import backend_for
 from ..cuda import device_kind
 from ..generate import Timings
 from ..runner import check_run_device, run_on_ray
@@ -179,7 +180,7 @@ def _video(recipe, clips: list, out: Path, seed: int, resume: bool, command: str
 
                 for clip in todo:
                     finished(make_clip(recipe, clip, out, seed, progress=bar, timings=Timings(),
-                                       device=device).to_dict())
+                                       backend=backend_for(device)).to_dict())
             else:
                 jobs = [(recipe.to_dict(), (c.ordinal, c.name, c.path), str(out.resolve()), seed, device) for c in todo]
                 run_on_ray(_clip_task, jobs, lambda _job, result: finished(result), bar, workers, address, device,
@@ -245,4 +246,4 @@ def _clip_task(recipe_dict: dict, clip: tuple, out: str, seed: int, device: str,
     from ..video.recipe import video_recipe_from_dict
 
     return make_clip(video_recipe_from_dict(recipe_dict), Clip(*clip), out, seed, progress=progress,
-                     timings=Timings(), device=device).to_dict()
+                     timings=Timings(), backend=backend_for(device)).to_dict()

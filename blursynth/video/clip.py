@@ -68,7 +68,7 @@ class ClipResult:
 
 
 def make_clip(recipe: VideoRecipe, clip: Clip, out_dir: str | Path, seed: int, progress=None,
-              timings=None, device: str = "cpu") -> ClipResult:
+              timings=None, backend=None) -> ClipResult:
     """Make the outputs of one clip in `out_dir` (format `recipe.output.format`, a writer of `writers.WRITERS`).
 
     Args:
@@ -76,8 +76,8 @@ def make_clip(recipe: VideoRecipe, clip: Clip, out_dir: str | Path, seed: int, p
         timings: optional `generate.Timings` (stages decode, flow, blur, camera, encode; flows are computed one
             window ahead in a background thread: "flow" overlaps the others, "flow wait" is the time spent
             waiting for it, see `blur.blur_frames`' prefetch; recipe flow.prefetch).
-        device: where the event simulation runs: "cpu", or "cuda"/"cuda:N" through blursynth.cuda (the same
-            events, the simulator's per-pixel state kept on the GPU along the clip).
+        backend: the `backend.Backend` the events are simulated on (recipe output.events); None: the CPU. A CUDA
+            backend gives the same events, the simulator's per-pixel state kept on the GPU along the clip.
     Returns:
         ClipResult; a video that cannot be decoded, or has fewer than 3 frames, or whose windows do not fit,
         gives status "skipped" with the reason and writes nothing.
@@ -91,7 +91,7 @@ def make_clip(recipe: VideoRecipe, clip: Clip, out_dir: str | Path, seed: int, p
     except (OSError, ValueError) as exc:
         return _skipped(result, str(exc))
     try:
-        return _make(recipe, clip, Path(out_dir), seed, reader, result, progress, timings, device)
+        return _make(recipe, clip, Path(out_dir), seed, reader, result, progress, timings, backend)
     finally:
         reader.close()
         result.seconds = dict(timings.seconds)
@@ -160,7 +160,7 @@ def shake_for(recipe: VideoRecipe, name: str, seed: int, size: tuple[int, int]):
     return draw
 
 
-def _make(recipe, clip, out_dir, seed, reader, result, progress, timings, device="cpu") -> ClipResult:
+def _make(recipe, clip, out_dir, seed, reader, result, progress, timings, backend=None) -> ClipResult:
     settings = clip_settings(recipe, reader.fps, clip.name, seed)
     camera = clip_camera(recipe, clip.name, seed)
     thresholds = camera.response.code_thresholds()
@@ -178,7 +178,7 @@ def _make(recipe, clip, out_dir, seed, reader, result, progress, timings, device
             return check_sharp(sharp_u8[j], q.min_brightness, q.min_texture)
 
     spans = EventSpans(settings["fps_in"], recipe.latent if recipe.latent != "auto" else EVENT_STEPS,
-                       recipe.output.window + (recipe.output.stride or recipe.output.window), device) \
+                       recipe.output.window + (recipe.output.stride or recipe.output.window), backend) \
         if recipe.output.events else None
     exposures = blur_frames(reader, duty_cycle=settings["duty_cycle"], latent=recipe.latent,
                             response=camera.response, preset=recipe.flow.preset, flow_method=recipe.flow.method,
@@ -253,8 +253,10 @@ class EventSpans:
     on_span hook. The latent frames (linear RGB -> luminance, `events.frames.to_gray`) are sampled `steps` per
     input interval; timestamps are microseconds from the clip's first frame (real frame k at k / fps_in)."""
 
-    def __init__(self, fps_in: float, steps: int, keep: int, device: str = "cpu"):
-        self.device = device
+    def __init__(self, fps_in: float, steps: int, keep: int, backend=None):
+        from ..backend import CPU
+
+        self.backend = backend if backend is not None else CPU
         self.fps = float(fps_in)
         self.steps = int(steps)
         self.keep = int(keep)
@@ -276,13 +278,12 @@ class EventSpans:
             self.gap.pop(old, None)
 
     def _simulate(self, t0, t1, latent_at) -> np.ndarray:
-        from ..cuda import simulate_frames
         from ..events.frames import to_gray
 
         n = max(1, int(np.ceil((t1 - t0) * self.steps - 1e-9)))
         times = t0 + (t1 - t0) * np.arange(1, n + 1) / n
         frames = np.stack([to_gray(latent_at(float(t))) for t in times])
-        events, self.state = simulate_frames(frames, times / self.fps, state=self.state, device=self.device)
+        events, self.state = self.backend.simulate(frames, times / self.fps, state=self.state)
         return events
 
     def window(self, first: int, last: int) -> bytes:
