@@ -46,6 +46,10 @@ for _ in range(int(sys.argv[1])):
     pid = os.fork()
     if pid == 0:
         os.setsid()
+        # let go of the pipe the parent's stdout is, or the reader waits for an end of file that never comes
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
         while True:
             pass
     pids.append(pid)
@@ -81,7 +85,7 @@ class Neighbours:
                 pass
 
 
-def plan(quick: bool, work: Path) -> tuple[list[tuple[str, list[str], float, str]], list[str]]:
+def plan(quick: bool, work: Path, train_iters: int = 20) -> tuple[list[tuple[str, list[str], float, str]], list[str]]:
     """(row id, blursynth arguments with {out}, units, unit) and the set-up command (the run train reads)."""
     clip = bikes() if not quick else clip_head(bikes(), 12, work / "bikes_head.mp4")
     import cv2
@@ -91,7 +95,7 @@ def plan(quick: bool, work: Path) -> tuple[list[tuple[str, list[str], float, str
     cap.release()
     num = 2 if quick else 8
     size = ["--size", "320x180"] if quick else []
-    iters = 3 if quick else 30
+    iters = 3 if quick else train_iters
     rows = [
         ("events_video", ["events", str(clip), "--out", "{out}", "--scale", "4", "--no-progress"], frames / fps,
          "x real time"),
@@ -111,6 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--loads", default="0,1,2", help="numbers of busy neighbour processes, comma-separated")
+    ap.add_argument("--train-iters", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="tiny inputs, one load: a smoke run (CI-sized)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--write", action="store_true", help="write results/threads.json")
@@ -121,7 +126,7 @@ def main() -> None:
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bs_threads_") as tmp:
         work = Path(tmp)
-        rows, setup = plan(args.quick, work)
+        rows, setup = plan(args.quick, work, args.train_iters)
         bench = Bench(work)
         # the training data, and numba's disk cache for every row's kernels, before anything is timed
         assert bench.run(setup, env=base_env).ok
