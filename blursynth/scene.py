@@ -1,94 +1,26 @@
-"""Scenes: ordered stacks of layers in linear light, each with its motion over the exposure.
-
-`compose` turns a photo and instance masks into a scene: linearize with the sample's response curve, pick the
-moving segments, fill the background behind them (cv2.inpaint) so disoccluded regions show plausible
-background, order layers by depth, and give the camera and every segment a motion. Sampling
+"""Scenes from photos: `compose` turns a photo and instance masks into a scene. It linearizes with the
+sample's response curve, picks the moving segments, fills the background behind them (cv2.inpaint) so
+disoccluded regions show plausible background, orders layers by depth, and gives the camera and every segment
+a motion (the camera's from `motion.SHAKE_MODELS`, each segment's from `motion.OBJECT_MODELS`). Sampling
 (`sample_scene`, which draws every random number and returns plain data for the meta) is separate from
-building (`build_scene`, a pure function of that data).
+building (`build_scene`, a pure function of that data). The scene itself (`Layer`, `Scene`) is defined in
+`blursynth/layers.py` and re-exported here.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import cv2
 import numba
 import numpy as np
 
 from .camera import Response
-from .motion import Motion, bf_trajectory, object_motion, shake_motion
+from .layers import Layer, Scene
+from .motion import OBJECT_MODELS, Motion, shake_motion
 from .recipe import Recipe
 from .seeding import child_seed
 
-
-@dataclass
-class Layer:
-    """One layer of a scene.
-
-    Attributes:
-        rgb: float32 (H, W, 3) linear straight (not premultiplied) RGB; values may exceed 1 (highlights).
-        alpha: float32 (H, W) coverage in [0, 1].
-        motion: layer-to-image homographies over the exposure.
-        depth: relative depth (background 1; smaller is nearer), scales camera-translation parallax.
-        label: class name or description, for meta and errors.
-        extend: outside the image the layer repeats its border (an opaque background, so camera motion does not
-            pull in black) instead of being transparent.
-    """
-
-    rgb: np.ndarray
-    alpha: np.ndarray
-    motion: Motion = field(default_factory=Motion.identity)
-    depth: float = 1.0
-    label: str = ""
-    extend: bool = False
-    _box: tuple[int, int, int, int] | None = field(default=None, repr=False)
-    _opaque: bool | None = field(default=None, repr=False)
-
-    def __post_init__(self):
-        if self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
-            raise ValueError(f"layer rgb must be (H, W, 3), got {self.rgb.shape}")
-        if self.alpha.shape != self.rgb.shape[:2]:
-            raise ValueError(f"layer alpha {self.alpha.shape} does not match rgb {self.rgb.shape[:2]}")
-        if self.rgb.dtype != np.float32 or self.alpha.dtype != np.float32:
-            raise ValueError("layer rgb and alpha must be float32")
-
-    def is_opaque(self) -> bool:
-        """Alpha is 1 everywhere."""
-        if self._opaque is None:
-            self._opaque = bool(self.alpha.min() >= 1.0)
-        return self._opaque
-
-    def support_box(self) -> tuple[int, int, int, int]:
-        """(x0, y0, x1, y1) inclusive box of the pixels with alpha > 0 (the whole layer if it extends)."""
-        if self._box is None:
-            h, w = self.alpha.shape
-            if self.extend:
-                self._box = (0, 0, w - 1, h - 1)
-            else:
-                rows = np.flatnonzero(self.alpha.max(axis=1) > 0)
-                cols = np.flatnonzero(self.alpha.max(axis=0) > 0)
-                self._box = (0, 0, 0, 0) if len(rows) == 0 else (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1]))
-        return self._box
-
-
-@dataclass
-class Scene:
-    """Layers back to front, all of one size."""
-
-    layers: list[Layer]
-
-    def __post_init__(self):
-        if not self.layers:
-            raise ValueError("a scene needs at least one layer")
-        shapes = {layer.alpha.shape for layer in self.layers}
-        if len(shapes) != 1:
-            raise ValueError(f"all layers must have one size, got {sorted(shapes)}")
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height) in pixels."""
-        h, w = self.layers[0].alpha.shape
-        return w, h
+__all__ = ["Layer", "Scene", "build_scene", "camera_motion", "compose", "sample_scene"]
 
 
 def compose(image: np.ndarray, masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.random.Generator,
@@ -118,6 +50,7 @@ def sample_scene(masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.r
     candidates = np.flatnonzero((areas >= obj.min_area) & (areas <= obj.max_area))
     want = int(rng.integers(obj.count[0], obj.count[1] + 1))
     chosen = np.sort(rng.choice(candidates, size=min(want, len(candidates)), replace=False)) if len(candidates) else []
+    object_model = OBJECT_MODELS[obj.model]
     shake = recipe.shake
     names = sorted(shake.models)
     probs = np.array([shake.models[n] for n in names], dtype=np.float64)
@@ -145,8 +78,8 @@ def sample_scene(masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.r
             "rotation_deg": _uniform(rng, obj.rotation_deg),
             "scale": _uniform(rng, obj.scale),
         })
-        if obj.model == "kernel":
-            objects[-1]["seed"] = child_seed(rng)
+        if object_model.draw is not None:
+            objects[-1].update(object_model.draw(rng))
     return {"camera": camera, "parallax": parallax, "objects": objects,
             "highlight_boost": _uniform(rng, recipe.scene.highlight_boost)}
 
@@ -177,18 +110,16 @@ def build_scene(image: np.ndarray, masks: np.ndarray, params: dict, recipe: Reci
     else:
         background = linear
     camera = camera_motion(params["camera"], (w, h))
+    object_model = OBJECT_MODELS[recipe.scene.objects.model]
     t_ref = recipe.render.reference_time
     layers = [Layer(background, np.ones((h, w), np.float32), _layer_motion(Motion.identity(), camera, params, 1.0, t_ref),
                     depth=1.0, label="background", extend=True, _opaque=True)]
     for o in sorted(objects, key=lambda o: -o["depth"]):  # back to front
         alpha, box = _feather(masks[o["mask_index"]], o["bbox"], cfg.feather_px)
-        if "seed" in o:
-            # an independent kernel, not composed with the camera (SBDD's model)
-            motion = Motion.from_translation(bf_trajectory(o["seed"], o["speed_px"])).recentered(t_ref)
-        else:
-            own = object_motion(tuple(o["center"]), o["speed_px"], o["heading_rad"], o["curvature_rad"],
-                                o["rotation_deg"], o["scale"])
-            motion = _layer_motion(own, camera, params, o["depth"], t_ref)
+        own = object_model.motion(o)
+        # a surface of the scene also moves with the camera; an independent kernel (SBDD's model) does not
+        motion = _layer_motion(own, camera, params, o["depth"], t_ref) if object_model.with_camera \
+            else own.recentered(t_ref)
         layers.append(Layer(linear, alpha, motion, depth=o["depth"], label=o["label"], _box=box))
     return Scene(layers)
 

@@ -29,7 +29,7 @@ from ..camera import CameraParams, Response, apply_camera
 from ..motion import Motion, gp_trajectory, rasterize_psf
 from ..motion.shake import PATH_SAMPLES
 from ..render import render
-from ..scene import Layer, Scene
+from ..layers import Layer, Scene
 from ..seeding import child_seed
 from .domain import BlurDistribution
 from .noise import NoiseEstimate

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..events.simulate import EVENT_DTYPE, TIME_SCALE, EventState
 from ..render.pack import pack_layers
-from ..scene import Scene
+from ..layers import Scene
 from .build import extension
 from .device import check_device
 from .render_ops import _sharp_maps, _upload_layers

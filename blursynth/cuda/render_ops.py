@@ -10,7 +10,7 @@ import numpy as np
 from ..render import Exposure, blur_map_stats
 from ..render.exact import ExactPlan, plan_exact
 from ..render.pack import PackedLayers, pack_layers
-from ..scene import Scene
+from ..layers import Scene
 from .build import extension
 from .device import check_device
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..motion import Motion
 from ..render import latent_frames, samples_for
-from ..scene import Scene
+from ..layers import Scene
 from .frames import downscale, to_gray
 from .noise import NoiseModel
 from .simulate import EVENT_DTYPE, simulate

@@ -1,7 +1,7 @@
 """Integrate the exposure of a scene: blur (mean of latent images over time), sharp (latent image at the
 reference time) and the blur map, all in linear light.
 
-Two integrators, tested against each other:
+The integrators are the entries of `RENDER_METHODS` (recipe render.method); two are tested against each other:
 - "exact": per output pixel and time sample, inverse-warp every layer front to back with bilinear sampling,
   stop when opaque (numba, parallel over rows). Handles any homography: rotation, zoom, parallax, occlusion.
 - "layered": each layer's premultiplied colour and alpha convolved with its PSF over the layer's bounding box
@@ -10,19 +10,68 @@ Two integrators, tested against each other:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..motion import exposure_times
-from ..scene import Scene
+from ..layers import Scene
 from .exact import integrate_exact, sharp_and_blur_map
 from .layered import integrate_layered
 from .pack import pack_layers
 from .samples import samples_for
-from .sbdd import integrate_sbdd
+from .sbdd import check_sbdd, integrate_sbdd
 
-METHODS = ("exact", "layered", "sbdd")
+
+
+@dataclass(frozen=True)
+class RenderMethod:
+    """A way to integrate an exposure's blur, an entry of ``RENDER_METHODS`` (recipe ``render.method``).
+
+    Attributes:
+        integrate: ``integrate(packed, scene, samples, max_samples, kernel_size) -> (blur, samples)``: float32
+            (H, W, 3) linear blur of a scene with motion, and the largest number of time samples a pixel used
+            (`render`'s arguments; `packed` is the scene's `pack_layers`).
+        translation_only: whether it needs every layer's motion to be a translation (the recipe's check then
+            refuses the rotational camera and rotating or scaling objects before any work).
+        check: optional ``check(recipe)``: the method's own rules on a recipe (RecipeError naming the field).
+        help: one line for the recipe's documentation.
+    """
+
+    integrate: Callable
+    translation_only: bool = False
+    check: Callable | None = None
+    help: str = ""
+
+
+def _times_for(scene: Scene, samples: int | None, max_samples: int) -> tuple[np.ndarray, int]:
+    n = samples_for(scene, max_samples) if samples is None else int(samples)
+    return exposure_times(n), n
+
+
+def _exact(packed, scene, samples, max_samples, kernel_size):
+    return integrate_exact(packed, scene, samples, max_samples)
+
+
+def _layered(packed, scene, samples, max_samples, kernel_size):
+    times, n = _times_for(scene, samples, max_samples)
+    return integrate_layered(scene, times), n
+
+
+def _sbdd(packed, scene, samples, max_samples, kernel_size):
+    times, n = _times_for(scene, samples, max_samples)
+    return integrate_sbdd(scene, times, kernel_size), n
+
+
+RENDER_METHODS: dict[str, RenderMethod] = {
+    "exact": RenderMethod(_exact, help="per pixel and time sample, every layer inverse-warped front to back "
+                                       "(any homography, occlusion); adaptive samples per pixel"),
+    "layered": RenderMethod(_layered, translation_only=True,
+                            help="each layer convolved with its PSF and composited back to front (translation only)"),
+    "sbdd": RenderMethod(_sbdd, translation_only=True, check=check_sbdd,
+                         help="SBDD's blended uniform kernels, one per segment (translation only)"),
+}
 
 
 @dataclass
@@ -70,22 +119,17 @@ def render(scene: Scene, method: str = "exact", reference_time: float = 0.5, sam
     Returns:
         Exposure.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown render method {method!r} (use one of {', '.join(METHODS)})")
+    if method not in RENDER_METHODS:
+        raise ValueError(f"unknown render method {method!r} (use one of {', '.join(RENDER_METHODS)})")
     if not 0.0 <= reference_time <= 1.0:
         raise ValueError(f"reference_time must lie in [0, 1], got {reference_time}")
-    n = samples_for(scene, max_samples) if samples is None else int(samples)
     packed = pack_layers(scene)
     sharp, blur_map = sharp_and_blur_map(packed, scene, reference_time)
     if all(layer.motion.is_static for layer in scene.layers):
         # one latent image for the whole exposure: its mean is itself
-        blur = sharp.copy()
-    elif method == "layered":
-        blur = integrate_layered(scene, exposure_times(n))
-    elif method == "sbdd":
-        blur = integrate_sbdd(scene, exposure_times(n), kernel_size)
+        blur, n = sharp.copy(), samples_for(scene, max_samples) if samples is None else int(samples)
     else:
-        blur, n = integrate_exact(packed, scene, samples, max_samples)
+        blur, n = RENDER_METHODS[method].integrate(packed, scene, samples, max_samples, kernel_size)
     return Exposure(blur=blur, sharp=sharp, blur_map=blur_map, samples=n, method=method)
 
 
@@ -109,4 +153,4 @@ def latent_frames(scene: Scene, times) -> np.ndarray:
     return out
 
 
-__all__ = ["render", "Exposure", "blur_map_stats", "latent_frames", "samples_for", "METHODS"]
+__all__ = ["render", "Exposure", "RenderMethod", "blur_map_stats", "latent_frames", "samples_for", "RENDER_METHODS"]

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from ..motion import exposure_times
-from ..scene import Scene
+from ..layers import Scene
 from .gather import OPAQUE_EPS, _integrate
 from .pack import PackedLayers, crop_boxes, image_to_crop, pad_transparent
 from .runs import _integrate_runs

@@ -7,7 +7,7 @@ import numba
 import numpy as np
 
 from ..motion import rasterize_psf
-from ..scene import Scene
+from ..layers import Scene
 from .pack import _premultiply
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ..scene import Scene
+from ..layers import Scene
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..scene import Scene
+from ..layers import Scene
 
 
 def samples_for(scene: Scene, max_samples: int = 256) -> int:

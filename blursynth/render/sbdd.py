@@ -12,8 +12,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..config import check_field
+from ..layers import Scene
 from ..motion import rasterize_psf
-from ..scene import Scene
 
 EPS = 1e-6
 
@@ -41,3 +42,19 @@ def integrate_sbdd(scene: Scene, times: np.ndarray, kernel_size: int) -> np.ndar
         num += mk[..., None] * sk
         den += mk
     return (num / (den[..., None] + EPS)).astype(np.float32)
+
+
+def check_sbdd(recipe) -> None:
+    """The sbdd method's rules on a recipe (its `RENDER_METHODS` check; RecipeError naming the field): an odd
+    kernel of at least 3 that holds the longest camera and object paths, no parallax, and the "kernel" object
+    model (one independent path per segment, as SBDD drew them)."""
+    k = recipe.render.kernel_size
+    check_field(k >= 3 and k % 2 == 1, "render.kernel_size", f"must be odd and >= 3, got {k}")
+    # a path centred on mid-exposure reaches at most half its length from the kernel centre
+    at = "" if recipe.px_factor == 1.0 else f" (x {recipe.px_factor:g} at {recipe.size[0]} px wide: reference_width)"
+    check_field(recipe.px_range(recipe.shake.length_px)[1] <= k - 3, "shake.length_px",
+                f"must be <= {k - 3}{at} to fit a {k}x{k} kernel")
+    check_field(recipe.px_range(recipe.scene.objects.speed_px)[1] <= k - 3, "scene.objects.speed_px",
+                f"must be <= {k - 3}{at} to fit a {k}x{k} kernel")
+    check_field(recipe.shake.parallax_px == (0.0, 0.0), "shake.parallax_px", "must be [0, 0] with render.method=sbdd")
+    check_field(recipe.scene.objects.model == "kernel", "scene.objects.model", "must be 'kernel' with render.method=sbdd")
