@@ -255,26 +255,22 @@ def _validate(r: Recipe) -> None:
     check_field(c.jpeg_quality[1] <= 100, "camera.jpeg_quality", "must be <= 100")
     for name in ("srgb_prob", "noise_prob", "jpeg_prob"):
         check_field(0 <= getattr(c, name) <= 1, f"camera.{name}", "probability must lie in [0, 1]")
-    check_field(r.render.method in ("exact", "layered", "sbdd"), "render.method",
-           f"must be 'exact', 'layered' or 'sbdd', got {r.render.method!r}")
-    check_field(o.model in ("affine", "kernel"), "scene.objects.model", f"must be 'affine' or 'kernel', got {o.model!r}")
-    if r.render.method == "sbdd":
-        k = r.render.kernel_size
-        check_field(k >= 3 and k % 2 == 1, "render.kernel_size", f"must be odd and >= 3, got {k}")
-        # a path centred on mid-exposure reaches at most half its length from the kernel centre
-        at = "" if r.px_factor == 1.0 else f" (x {r.px_factor:g} at {w} px wide: reference_width)"
-        check_field(r.px_range(r.shake.length_px)[1] <= k - 3, "shake.length_px",
-                    f"must be <= {k - 3}{at} to fit a {k}x{k} kernel")
-        check_field(r.px_range(o.speed_px)[1] <= k - 3, "scene.objects.speed_px",
-                    f"must be <= {k - 3}{at} to fit a {k}x{k} kernel")
-        check_field(r.shake.parallax_px == (0.0, 0.0), "shake.parallax_px", "must be [0, 0] with render.method=sbdd")
-        check_field(o.model == "kernel", "scene.objects.model", "must be 'kernel' with render.method=sbdd")
-    if r.render.method in ("layered", "sbdd"):
+    from .motion.objects import OBJECT_MODELS
+    from .render import RENDER_METHODS
+
+    check_field(r.render.method in RENDER_METHODS, "render.method",
+                f"must be one of {', '.join(RENDER_METHODS)}, got {r.render.method!r}")
+    check_field(o.model in OBJECT_MODELS, "scene.objects.model",
+                f"must be one of {', '.join(OBJECT_MODELS)}, got {o.model!r}")
+    method = RENDER_METHODS[r.render.method]
+    if method.check is not None:
+        method.check(r)
+    if method.translation_only:
         # convolution needs translation-only motion: say which fields would break it, before any work
         m = r.render.method
         check_field(r.shake.models.get("rotational", 0) == 0, "shake.models.rotational",
-               f"must be 0 with render.method={m} (camera rotation is not a translation)")
-        if o.model == "affine":
+                    f"must be 0 with render.method={m} (camera rotation is not a translation)")
+        if not OBJECT_MODELS[o.model].translation_only:
             check_field(tuple(o.rotation_deg) == (0.0, 0.0), "scene.objects.rotation_deg", f"must be [0, 0] with render.method={m}")
             check_field(tuple(o.scale) == (1.0, 1.0), "scene.objects.scale", f"must be [1, 1] with render.method={m}")
     check_field(0 <= r.render.reference_time <= 1, "render.reference_time", "must lie in [0, 1]")

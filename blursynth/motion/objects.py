@@ -1,11 +1,16 @@
 """Motion of a moving segment: translation along a curved path, in-plane rotation and scale about its
-centroid, all over the normalized exposure."""
+centroid, all over the normalized exposure; and the table of object models (``OBJECT_MODELS``, recipe
+``scene.objects.model``), each a way to turn a segment's drawn parameters into its motion."""
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..seeding import child_seed
 from .core import Motion
-from .shake import PATH_SAMPLES
+from .shake import PATH_SAMPLES, bf_trajectory
 
 
 def object_motion(center: tuple[float, float], speed_px: float, heading_rad: float, curvature_rad: float,
@@ -42,3 +47,51 @@ def object_motion(center: tuple[float, float], speed_px: float, heading_rad: flo
     H[:, 1, 2] = cy + py - (sin_a * cx + cos_a * cy)
     H[:, 2, 2] = 1.0
     return Motion(H)
+
+
+@dataclass(frozen=True)
+class ObjectModel:
+    """A moving segment's own motion, an entry of ``OBJECT_MODELS`` (recipe ``scene.objects.model``).
+
+    Every segment draws the shared parameters (centre, depth, speed_px, heading_rad, curvature_rad, rotation_deg,
+    scale: ``scene.sample_scene``); a model may draw more after them.
+
+    Attributes:
+        motion: ``motion(params) -> Motion``: the segment's uncentred image-space motion from its parameters.
+        with_camera: whether the segment also moves with the camera (shake, then parallax / depth): a surface in
+            the scene; otherwise the motion is the segment's whole motion (SBDD's independent kernels).
+        draw: ``draw(rng) -> dict``: the model's own parameters, drawn after the shared ones and stored beside them
+            in the meta; None draws nothing.
+        translation_only: whether the motion is a translation whatever the recipe's ranges (a translation-only
+            render method then needs no further rule); otherwise rotation_deg and scale must be fixed at 0 and 1.
+        help: one line for the recipe's documentation.
+    """
+
+    motion: Callable[[dict], Motion]
+    with_camera: bool
+    draw: Callable[[np.random.Generator], dict] | None = None
+    translation_only: bool = False
+    help: str = ""
+
+
+def _affine(params: dict) -> Motion:
+    return object_motion(tuple(params["center"]), params["speed_px"], params["heading_rad"], params["curvature_rad"],
+                         params["rotation_deg"], params["scale"])
+
+
+def _kernel(params: dict) -> Motion:
+    return Motion.from_translation(bf_trajectory(params["seed"], params["speed_px"]))
+
+
+def _kernel_draw(rng: np.random.Generator) -> dict:
+    return {"seed": child_seed(rng)}
+
+
+OBJECT_MODELS: dict[str, ObjectModel] = {
+    "affine": ObjectModel(_affine, with_camera=True,
+                          help="own translation along a curved path, rotation and scale about the centroid, composed "
+                               "with the camera's motion"),
+    "kernel": ObjectModel(_kernel, with_camera=False, draw=_kernel_draw, translation_only=True,
+                          help="one independent Boracchi-Foi translation kernel of length speed_px per segment "
+                               "(SBDD's model), not composed with the camera"),
+}
