@@ -118,7 +118,9 @@ def bench_integrators(threads_all: int, n_ref: int = 16) -> dict:
         recipe = load_recipe("default", overrides)
         source = open_source("builtin", recipe.size)
         scene, params = scene_for(recipe, source, index)
-        render(scene)  # compile
+        # compile (or load from numba's cache) every kernel timed below: the adaptive render's and the fixed
+        # count's (a rotating background takes another kernel there; a fresh checkout once timed its compile: 21 s)
+        render(scene, samples=render(scene).samples)
         row = {"camera": params["camera"]["model"], "objects": len(params["objects"])}
         for threads in (1, threads_all):
             numba.set_num_threads(threads)
@@ -127,7 +129,7 @@ def bench_integrators(threads_all: int, n_ref: int = 16) -> dict:
             row[f"exact_adaptive_s_{threads}t"] = t
             row["adaptive_max_samples"] = exp.samples
             n = exp.samples
-            t, fixed = timed(lambda: render(scene, samples=n), 1)
+            t, fixed = timed(lambda: render(scene, samples=n), 2)
             row[f"exact_fixed_s_{threads}t"] = t
             if name == "translation_scene":
                 t, lay = timed(lambda: render(scene, method="layered"), 2)
