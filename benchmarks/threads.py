@@ -64,7 +64,7 @@ class Neighbours:
         self.pids: list[int] = []
         if n:
             out = subprocess.run([sys.executable, "-c", _LAUNCHER, str(n)], capture_output=True, text=True,
-                                 check=True).stdout
+                                 check=True, timeout=60).stdout
             self.pids = [int(p) for p in out.split()]
             time.sleep(1.0)  # let them reach full speed
 

@@ -8,6 +8,8 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +79,36 @@ def test_the_openmp_runtime_numba_loads_sleeps():
     proc = _child({"OMP_WAIT_POLICY": "ACTIVE"})
     assert proc.returncode == 0, proc.stderr
     assert "policy ACTIVE" in proc.stdout and _runtime_policy(proc) == "ACTIVE"
+
+
+def test_the_benchmarks_busy_neighbours_start_burn_and_stop():
+    # benchmarks/threads.py's load: processes that are no child of the benchmark, each using a core, gone when
+    # stopped. The launcher must return: its forked neighbours once held its stdout pipe open and it never did
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from threads import Neighbours
+    finally:
+        sys.path.pop(0)
+    nb = Neighbours(1)
+    try:
+        assert len(nb.pids) == 1
+        pid = nb.pids[0]
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        assert ppid != os.getpid()
+        before = nb.cpu_s()
+        time.sleep(0.5)
+        assert nb.cpu_s() - before > 0.1
+    finally:
+        nb.stop()
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break  # killed, waiting for init to reap it
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"neighbour {pid} still runs after stop()")
