@@ -52,7 +52,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine_info  # noqa: E402
+from common import git_describe, machine_info  # noqa: E402
 
 RESULTS = HERE / "results"
 ROWS = ("startup", "generate_workers0", "generate_all_cores", "video_640x272", "video_720p", "events_video",
@@ -863,7 +863,7 @@ def main() -> None:
     loaded = is_loaded(load_start, load_end, cores)
     result = {
         "machine": machine_info(),
-        "commit": _git_describe(),
+        "commit": git_describe(),
         "quick": args.quick,
         "sizes": (QUICK if args.quick else FULL).__dict__,
         "warmup": ("none (--quick): numba compile time, if the disk cache lacked a kernel, is in the rows"
@@ -917,14 +917,6 @@ def _warn_load(when: str, load: tuple[float, float, float], cores: int) -> None:
     if load[0] > cores:
         print(f"WARNING: 1-minute load average {load[0]:.2f} exceeds the {cores} cores at the {when}: the machine is "
               "busy, every wall time and rate below is inflated", file=sys.stderr, flush=True)
-
-
-def _git_describe() -> str | None:
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 if __name__ == "__main__":

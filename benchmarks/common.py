@@ -1,11 +1,27 @@
-"""What every benchmark records about the machine it ran on."""
+"""What every benchmark records about the machine it ran on, the load it ran under and the code it ran."""
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
+from pathlib import Path
+
+# the 1 / 5 / 15-minute load average when the benchmark started (every script imports this module first)
+LOAD_AT_START = os.getloadavg()
+
+
+def git_describe() -> str | None:
+    """`git describe --always --dirty` of the checkout the benchmarks run from, or None outside git."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def machine_info() -> dict:
+    """The machine, the library versions, the commit, and the load average at the script's start and now (a
+    result is written at its end): a result that ran beside other work says so."""
     import cv2
     import lmdb
     import numba
@@ -22,6 +38,8 @@ def machine_info() -> dict:
         "numba_threads": numba.config.NUMBA_NUM_THREADS,
         "cv2": cv2.__version__,
         "lmdb": lmdb.__version__,
+        "commit": git_describe(),
+        "load_average_1_5_15": {"start": list(LOAD_AT_START), "end": list(os.getloadavg())},
     }
     try:
         import torch

@@ -32,8 +32,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from commands import Bench, bikes, clip_head, _git_describe  # noqa: E402
-from common import machine_info  # noqa: E402
+from commands import Bench, bikes, clip_head  # noqa: E402
+from common import git_describe, machine_info  # noqa: E402
 
 RESULTS = HERE / "results"
 CONFIGS = {"spin": {"GOMP_SPINCOUNT": "300000"}, "passive": {}}
@@ -157,7 +157,7 @@ def main() -> None:
                               f"  {run['rate']:.3f} {unit}" + (f"  neighbours got {share:.2f} cores" if load else ""),
                               flush=True)
                         shutil_rm(out)
-    result = {"machine": machine_info(), "commit": _git_describe(), "quick": args.quick, "rounds": args.rounds,
+    result = {"machine": machine_info(), "commit": git_describe(), "quick": args.quick, "rounds": args.rounds,
               "loads": loads, "configs": CONFIGS, "load_average_start": load_start,
               "load_average_end": os.getloadavg(), "seconds": time.perf_counter() - t_start,
               "runs": runs, "summary": summarize(runs, loads, [r[0] for r in rows])}

@@ -62,6 +62,11 @@ def test_run_records_machine_and_load(quick):
     assert result["machine"]["cpu_count"] >= 1
     assert len(result["load_average_start"]) == 3 and len(result["load_average_end"]) == 3
     assert isinstance(result["loaded"], bool)
+    # what every benchmark's machine_info (benchmarks/common.py) records: the code it ran and the load around it
+    machine = result["machine"]
+    assert machine["commit"] == result["commit"]  # None only outside a git checkout
+    load = machine["load_average_1_5_15"]
+    assert len(load["start"]) == 3 and len(load["end"]) == 3 and all(x >= 0 for x in load["start"] + load["end"])
 
 
 def test_markdown_table_from_the_json(quick):
