@@ -17,7 +17,7 @@ import numpy as np
 from .camera import Response
 from .layers import Layer, Scene
 from .motion import OBJECT_MODELS, Motion, shake_motion
-from .recipe import Recipe
+from .recipe import Range, Recipe, SceneRecipe, ShakeRecipe
 from .seeding import child_seed
 
 __all__ = ["Layer", "Scene", "build_scene", "camera_motion", "compose", "sample_scene"]
@@ -31,34 +31,42 @@ def compose(image: np.ndarray, masks: np.ndarray, labels: list[str], recipe: Rec
         image: uint8 (H, W, 3) encoded RGB.
         masks: bool (K, H, W) instance masks (K may be 0).
         labels: K class names.
-        recipe: the run's recipe (shake, scene.objects, scene, render.reference_time).
+        recipe: the run's recipe. This is the one function here that reads the whole recipe: it hands
+            `sample_scene` and `build_scene` the sections they read (shake, scene, the output size's pixel scale
+            `px_factor`, render.reference_time).
         rng: the sample's scene stream.
         response: the sample's camera response, used to linearize the photo.
         lights: optional bool (H, W) mask of light sources; they get the full highlight boost.
     Returns:
         (scene, params): params is plain data (JSON-able) from which `build_scene` rebuilds the same scene.
     """
-    params = sample_scene(masks, labels, recipe, rng)
-    return build_scene(image, masks, params, recipe, response, lights), params
+    params = sample_scene(masks, labels, recipe.shake, recipe.scene, recipe.px_factor, rng)
+    return build_scene(image, masks, params, recipe.scene, recipe.render.reference_time, response, lights), params
 
 
-def sample_scene(masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.random.Generator) -> dict:
-    """Draw every random choice of a scene: moving segments, depths, motions, highlight boost."""
+def sample_scene(masks: np.ndarray, labels: list[str], shake: ShakeRecipe, scene: SceneRecipe, px_factor: float,
+                 rng: np.random.Generator) -> dict:
+    """Draw every random choice of a scene: moving segments, depths, motions, highlight boost.
+
+    Args:
+        shake, scene: the recipe's sections; their pixel ranges (shake.length_px, shake.parallax_px,
+            scene.objects.speed_px) are multiplied by `px_factor` (`Recipe.px_factor`: output width /
+            reference_width), so the drawn values are pixels of this output.
+    """
     k, h, w = masks.shape
-    obj = recipe.scene.objects
+    obj = scene.objects
     areas = np.array([np.count_nonzero(m) for m in masks], dtype=np.float64) / float(h * w)
     candidates = np.flatnonzero((areas >= obj.min_area) & (areas <= obj.max_area))
     want = int(rng.integers(obj.count[0], obj.count[1] + 1))
     chosen = np.sort(rng.choice(candidates, size=min(want, len(candidates)), replace=False)) if len(candidates) else []
     object_model = OBJECT_MODELS[obj.model]
-    shake = recipe.shake
     names = sorted(shake.models)
     probs = np.array([shake.models[n] for n in names], dtype=np.float64)
     model = names[int(rng.choice(len(names), p=probs / probs.sum()))]
     # pixel ranges hold at the recipe's reference width; the drawn values are pixels of this output
-    camera = {"model": model, "length_px": _uniform(rng, recipe.px_range(shake.length_px)), "seed": child_seed(rng),
+    camera = {"model": model, "length_px": _uniform(rng, _px(shake.length_px, px_factor)), "seed": child_seed(rng),
               "fov_deg": _uniform(rng, shake.fov_deg), "roll_deg": _uniform(rng, shake.roll_deg)}
-    parallax = {"px": _uniform(rng, recipe.px_range(shake.parallax_px)), "angle_rad": _uniform(rng, (0.0, 2 * math.pi))}
+    parallax = {"px": _uniform(rng, _px(shake.parallax_px, px_factor)), "angle_rad": _uniform(rng, (0.0, 2 * math.pi))}
     objects = []
     for index in chosen:
         rows = np.flatnonzero(masks[index].any(axis=1))
@@ -72,7 +80,7 @@ def sample_scene(masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.r
             "bbox": [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())],
             "center": [float(xs.mean()), float(ys.mean())],
             "depth": _uniform(rng, obj.depth),
-            "speed_px": _uniform(rng, recipe.px_range(obj.speed_px)),
+            "speed_px": _uniform(rng, _px(obj.speed_px, px_factor)),
             "heading_rad": _uniform(rng, (0.0, 2 * math.pi)),
             "curvature_rad": _uniform(rng, obj.curvature),
             "rotation_deg": _uniform(rng, obj.rotation_deg),
@@ -81,14 +89,15 @@ def sample_scene(masks: np.ndarray, labels: list[str], recipe: Recipe, rng: np.r
         if object_model.draw is not None:
             objects[-1].update(object_model.draw(rng))
     return {"camera": camera, "parallax": parallax, "objects": objects,
-            "highlight_boost": _uniform(rng, recipe.scene.highlight_boost)}
+            "highlight_boost": _uniform(rng, scene.highlight_boost)}
 
 
-def build_scene(image: np.ndarray, masks: np.ndarray, params: dict, recipe: Recipe, response: Response,
-                lights: np.ndarray | None = None) -> Scene:
-    """Deterministic: the scene described by `params` (from `sample_scene`) on this photo and masks."""
+def build_scene(image: np.ndarray, masks: np.ndarray, params: dict, scene: SceneRecipe, reference_time: float,
+                response: Response, lights: np.ndarray | None = None) -> Scene:
+    """Deterministic: the scene described by `params` (from `sample_scene`) on this photo and masks, with the
+    recipe's scene section and render.reference_time (where every layer's motion is the identity)."""
     h, w = image.shape[:2]
-    cfg = recipe.scene
+    cfg = scene
     lut = response.lut_to_linear()
     boost = params["highlight_boost"]
     linear = _linearize(image, lut, boost, cfg.highlight_threshold)
@@ -110,8 +119,8 @@ def build_scene(image: np.ndarray, masks: np.ndarray, params: dict, recipe: Reci
     else:
         background = linear
     camera = camera_motion(params["camera"], (w, h))
-    object_model = OBJECT_MODELS[recipe.scene.objects.model]
-    t_ref = recipe.render.reference_time
+    object_model = OBJECT_MODELS[cfg.objects.model]
+    t_ref = reference_time
     layers = [Layer(background, np.ones((h, w), np.float32), _layer_motion(Motion.identity(), camera, params, 1.0, t_ref),
                     depth=1.0, label="background", extend=True, _opaque=True)]
     for o in sorted(objects, key=lambda o: -o["depth"]):  # back to front
@@ -236,6 +245,11 @@ def _fill_behind(image: np.ndarray, masks: list[np.ndarray], bboxes: list, feath
 
 # known low-resolution pixels kept around the hole: more than Telea's radius (3) plus the upsampling's reach
 _INPAINT_MARGIN = 8
+
+
+def _px(bounds: Range, px_factor: float) -> Range:
+    """A pixel range at this output size: `Recipe.px_range`'s arithmetic."""
+    return (bounds[0] * px_factor, bounds[1] * px_factor)
 
 
 def _uniform(rng: np.random.Generator, bounds) -> float:

@@ -93,7 +93,8 @@ def test_golden_scene_sampling():
     masks[3, 30:40, 2:12] = True
     # the recipe's pixel ranges as stated (reference_width null): the golden predates reference_width
     recipe = load_recipe("default", ["size=[64, 48]", "scene.objects.count=[2, 3]", "reference_width=null"])
-    params = sample_scene(masks, ["a", "b", "c", "d"], recipe, np.random.default_rng(3))
+    params = sample_scene(masks, ["a", "b", "c", "d"], recipe.shake, recipe.scene, recipe.px_factor,
+                          np.random.default_rng(3))
     text = json.dumps(params, sort_keys=True)
     path = GOLDEN / "scene_params.json"
     if REGEN:
@@ -104,7 +105,8 @@ def test_golden_scene_sampling():
 
     # the default reference_width (1280): the same draws, with the three pixel draws x 64 / 1280 exactly
     at_reference = load_recipe("default", ["size=[64, 48]", "scene.objects.count=[2, 3]"])
-    scaled = sample_scene(masks, ["a", "b", "c", "d"], at_reference, np.random.default_rng(3))
+    scaled = sample_scene(masks, ["a", "b", "c", "d"], at_reference.shake, at_reference.scene,
+                          at_reference.px_factor, np.random.default_rng(3))
     f = 64 / 1280
     pixel = {("camera", "length_px"), ("parallax", "px"), ("objects", "speed_px")}
     def same(got, want):
