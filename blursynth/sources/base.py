@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from ..segment import graph_segments
 from .io import SourceError
@@ -112,6 +111,10 @@ def masks_from_labels(labels: np.ndarray, area=MASK_AREA, max_masks: int = MAX_M
     if background is not None:
         keep = keep[keep != background]
     keep = keep[np.argsort(-counts[keep], kind="stable")]
+    # scipy.ndimage loads here, not with the module: importing it costs ~0.5 s (numpy.f2py included), which every
+    # command paid at start-up because the command group reads the sources table
+    from scipy import ndimage
+
     boxes = ndimage.find_objects(labels + 1)  # slices of label l at index l
     chosen = []
     for label in keep:
