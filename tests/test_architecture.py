@@ -184,3 +184,15 @@ def test_no_file_grows_past_700_lines():
     long = sorted(str(p.relative_to(ROOT.parent)) for p in ROOT.rglob("*.py")
                   if len(p.read_text().splitlines()) > 700)
     assert long == [], long
+
+
+def test_the_command_group_loads_no_heavy_library_it_does_not_need():
+    # every command, --help included, pays for what `import blursynth.commands` loads: scipy.ndimage (with
+    # numpy.f2py, ~0.35 s) and torch (seconds) load inside the stages that use them
+    import subprocess
+    import sys
+
+    code = ("import sys, blursynth.commands; "
+            "print(sorted(m for m in ('scipy.ndimage', 'numpy.f2py', 'torch', 'h5py', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
