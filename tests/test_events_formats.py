@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from blursynth.events import EVENT_DTYPE, decode_events, encode_events, voxel_grid
-from blursynth.events.formats import (read_gem_npz, read_h5, read_npz, write_gem_npz, write_h5, write_npz)
+from blursynth.events import concatenate_events
+from blursynth.events.formats import (H5_CHUNK, H5EventWriter, read_gem_npz, read_h5, read_npz, write_gem_npz,
+                                     write_h5, write_npz)
 
 
 def random_events(rng, n, h=50, w=70, t_span=200_000, sort=True):
@@ -71,6 +73,55 @@ def test_h5_round_trip_and_plain_h5py_layout(tmp_path):
     back, attrs = read_h5(path)
     assert back.tobytes() == ev.tobytes()
     assert attrs["height"] == 50
+
+
+@pytest.mark.parametrize("n", [0, 1, 999, H5_CHUNK, H5_CHUNK + 1, 3 * H5_CHUNK + 17])
+def test_h5_writer_streams_the_bytes_of_one_write(tmp_path, n):
+    # the events of a stream, appended in uneven pieces (empty ones too), give the file write_h5 writes for all
+    # of them at once: same datasets, chunks (the count's own below H5_CHUNK), values and bytes; ms_to_idx is
+    # numpy's searchsorted over the whole stream
+    rng = np.random.default_rng(n)
+    ev = random_events(rng, n, t_span=5_000_000)
+    whole = write_h5(tmp_path / "whole.h5", ev, height=50, width=70, attrs={"scale": 2})
+    writer = H5EventWriter(tmp_path / "stream.h5")
+    cuts = np.sort(rng.integers(0, n + 1, 9))
+    for part in np.split(ev, cuts):
+        writer.append(part)
+    assert not (tmp_path / "stream.h5").exists() and (tmp_path / "stream.h5.part").exists()
+    stream = writer.close(height=50, width=70, attrs={"scale": 2})
+    assert writer.count == n and not (tmp_path / "stream.h5.part").exists()
+    assert stream.read_bytes() == whole.read_bytes()
+    with h5py.File(stream, "r") as f:
+        assert f["events/t"].chunks == (min(H5_CHUNK, max(n, 1)),)
+        t_rel = ev["t"] - (ev["t"][0] if n else 0)
+        last_ms = int(t_rel[-1]) // 1000 if n else -1
+        np.testing.assert_array_equal(f["ms_to_idx"][:], np.searchsorted(t_rel, 1000 * np.arange(last_ms + 1)))
+    back, _ = read_h5(stream)
+    assert back.tobytes() == ev.tobytes()
+
+
+def test_h5_writer_failure_keeps_the_earlier_file(tmp_path):
+    ev = random_events(np.random.default_rng(3), 2 * H5_CHUNK)
+    path = write_h5(tmp_path / "ev.h5", ev[:100])
+    before = path.read_bytes()
+    writer = H5EventWriter(path)
+    writer.append(ev[H5_CHUNK:])  # one chunk written to ev.h5.part
+    with pytest.raises(ValueError, match="sorted by t"):
+        writer.append(ev[:10])  # earlier than what came before
+    writer.abort()
+    assert path.read_bytes() == before and not (tmp_path / "ev.h5.part").exists()
+    with pytest.raises(ValueError, match="sorted by t"):
+        write_h5(path, ev[::-1])
+    assert path.read_bytes() == before and not (tmp_path / "ev.h5.part").exists()
+
+
+def test_concatenate_events_is_numpys():
+    rng = np.random.default_rng(4)
+    parts = [random_events(rng, k) for k in (0, 5, 1, 300)]
+    assert concatenate_events(parts).tobytes() == np.concatenate(parts).tobytes()
+    assert concatenate_events(parts[2:3]) is parts[2]
+    empty = concatenate_events([])
+    assert empty.dtype == EVENT_DTYPE and len(empty) == 0
 
 
 def test_npz_and_gem_npz_round_trip(tmp_path):

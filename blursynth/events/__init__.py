@@ -4,7 +4,7 @@ GEM npz, voxel grids)."""
 from .formats import decode_events, encode_events, voxel_grid
 from .frames import downscale, to_gray
 from .noise import NoiseModel
-from .simulate import EVENT_DTYPE, EventState, simulate
+from .simulate import EVENT_DTYPE, EventState, concatenate_events, simulate
 
-__all__ = ["EVENT_DTYPE", "EventState", "NoiseModel", "decode_events", "downscale", "encode_events", "simulate",
-           "to_gray", "voxel_grid"]
+__all__ = ["EVENT_DTYPE", "EventState", "NoiseModel", "concatenate_events", "decode_events", "downscale",
+           "encode_events", "simulate", "to_gray", "voxel_grid"]

@@ -20,7 +20,7 @@ from ..render import latent_frames, samples_for
 from ..layers import Scene
 from .frames import downscale, to_gray
 from .noise import NoiseModel
-from .simulate import EVENT_DTYPE, simulate
+from .simulate import concatenate_events, simulate
 
 CHUNK_FRAMES = 16
 """Latent frames rendered and simulated at a time."""
@@ -60,7 +60,7 @@ def scene_events(scene: Scene, cfg, rng: np.random.Generator, backend: "EventBac
                                log_eps=cfg.log_eps, refractory_s=cfg.refractory_s, noise=noise, rng=rng,
                                random_reference=cfg.random_reference, state=state)
         parts.append(ev)
-    events = np.concatenate(parts) if parts else np.empty(0, EVENT_DTYPE)
+    events = concatenate_events(parts)
     height, width = state.ref_log.shape
     meta = {"count": int(len(events)), "width": int(width), "height": int(height), "scale": int(cfg.scale),
             "exposure_us": [0, int(round(cfg.exposure_s * 1e6))],

@@ -137,10 +137,10 @@ def write_h5(path: str | Path, events: np.ndarray, *, height: int | None = None,
     """Write a DSEC-style event h5 file.
 
     Layout: ``events/t`` (int64, microseconds relative to ``t_offset``), ``events/x``, ``events/y`` (uint16),
-    ``events/p`` (int8, +1 / -1; DSEC stores 0 / 1), each chunked by ``H5_CHUNK`` events and gzip-compressed;
-    ``t_offset`` (int64 scalar, the t subtracted, here the first event's time, 0 when empty); ``ms_to_idx``
-    (uint64, index of the first event with t >= 1000 * k, k = 0 .. last ms). Sensor size and ``attrs`` are
-    stored as attributes of ``events``.
+    ``events/p`` (int8, +1 / -1; DSEC stores 0 / 1), each chunked by ``H5_CHUNK`` events (or by the count, when
+    fewer) and gzip-compressed; ``t_offset`` (int64 scalar, the t subtracted, here the first event's time, 0 when
+    empty); ``ms_to_idx`` (uint64, index of the first event with t >= 1000 * k, k = 0 .. last ms). Sensor size and
+    ``attrs`` are stored as attributes of ``events``. `H5EventWriter` writes the same file as the events come.
 
     Args:
         path: output file (overwritten).
@@ -148,30 +148,121 @@ def write_h5(path: str | Path, events: np.ndarray, *, height: int | None = None,
         height, width: sensor size, recorded when given.
         attrs: extra attributes (scalars / strings) of the ``events`` group, e.g. ``scale``.
     """
-    import h5py
+    writer = H5EventWriter(path)
+    try:
+        writer.append(events)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close(height=height, width=width, attrs=attrs)
 
-    events = _as_events(events, "events")
-    if len(events) and np.any(np.diff(events["t"]) < 0):
-        raise ValueError("write_h5 needs events sorted by t (ms_to_idx indexes time)")
-    path = Path(path)
-    t_offset = int(events["t"][0]) if len(events) else 0
-    t_rel = events["t"] - t_offset
-    with h5py.File(path, "w") as f:
-        grp = f.create_group("events")
-        for name, col in (("t", t_rel), ("x", events["x"]), ("y", events["y"]), ("p", events["p"])):
-            grp.create_dataset(name, data=np.ascontiguousarray(col), chunks=(min(H5_CHUNK, max(len(col), 1)),),
-                               compression="gzip", compression_opts=4, shuffle=True, maxshape=(None,))
-        last_ms = int(t_rel[-1] // 1000) if len(events) else -1
-        f.create_dataset("ms_to_idx", data=np.searchsorted(t_rel, 1000 * np.arange(last_ms + 1, dtype=np.int64),
-                                                            side="left").astype(np.uint64))
-        f.create_dataset("t_offset", data=np.int64(t_offset))
-        if height is not None:
-            grp.attrs["height"] = int(height)
-        if width is not None:
-            grp.attrs["width"] = int(width)
-        for key, value in (attrs or {}).items():
-            grp.attrs[key] = value
-    return path
+
+class H5EventWriter:
+    """`write_h5`'s file, written as a stream's events come (`append`, then `close`; `abort` on failure), so a
+    long stream is compressed while it is simulated and never held in memory whole.
+
+    Columns are written a whole chunk at a time: HDF5 would otherwise compress a partial chunk, then read it
+    back and compress it again at the next append. The file is written as ``PATH.part`` and renamed to PATH by
+    `close`, so an earlier complete file stays until this one is complete too. The datasets, their chunks and
+    every value are `write_h5`'s for the same events (its chunk size for fewer than H5_CHUNK events too: the
+    datasets are made once a first chunk fills, or at `close`).
+    """
+
+    _COLUMNS = (("t", np.int64), ("x", np.uint16), ("y", np.uint16), ("p", np.int8))
+
+    def __init__(self, path: str | Path):
+        import h5py
+
+        self.path = Path(path)
+        self._part = self.path.with_name(self.path.name + ".part")
+        self._file = h5py.File(self._part, "w")
+        self._group = self._file.create_group("events")
+        self._pending: list[np.ndarray] = []  # events not yet written, fewer than H5_CHUNK
+        self._pending_n = 0
+        self.count = 0  # events appended
+        self._written = 0
+        self._t_offset: int | None = None
+        self._last_t: int | None = None
+        self._ms: list[np.ndarray] = []  # ms_to_idx, as it is found
+        self._next_ms = 0
+
+    def append(self, events: np.ndarray) -> None:
+        """Add events (EVENT_DTYPE, sorted by t, none before the last appended)."""
+        events = _as_events(events, "events")
+        if not len(events):
+            return
+        t = events["t"]
+        if np.any(np.diff(t) < 0) or (self._last_t is not None and int(t[0]) < self._last_t):
+            raise ValueError("write_h5 needs events sorted by t (ms_to_idx indexes time)")
+        if self._t_offset is None:
+            self._t_offset = int(t[0])
+        self._last_t = int(t[-1])
+        # ms marks k with prev last < 1000 k <= this last: their first event is in this block
+        t_rel = t - self._t_offset
+        last_ms = int(t_rel[-1]) // 1000
+        if last_ms >= self._next_ms:
+            marks = 1000 * np.arange(self._next_ms, last_ms + 1, dtype=np.int64)
+            self._ms.append(self.count + np.searchsorted(t_rel, marks, side="left"))
+            self._next_ms = last_ms + 1
+        self.count += len(events)
+        self._pending.append(events)
+        self._pending_n += len(events)
+        if self._pending_n >= H5_CHUNK:
+            self._flush(final=False)
+
+    def close(self, *, height: int | None = None, width: int | None = None, attrs: dict | None = None) -> Path:
+        """Write what is left, the index and the attributes; rename the file into place. Returns its path."""
+        try:
+            self._flush(final=True)
+            self._file.create_dataset("ms_to_idx", data=(np.concatenate(self._ms) if self._ms
+                                                         else np.zeros(0, np.int64)).astype(np.uint64))
+            self._file.create_dataset("t_offset", data=np.int64(self._t_offset or 0))
+            if height is not None:
+                self._group.attrs["height"] = int(height)
+            if width is not None:
+                self._group.attrs["width"] = int(width)
+            for key, value in (attrs or {}).items():
+                self._group.attrs[key] = value
+            self._file.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._part.replace(self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the partial file; an earlier file at `path` is left as it was."""
+        try:
+            self._file.close()
+        finally:
+            self._part.unlink(missing_ok=True)
+
+    def _flush(self, final: bool) -> None:
+        from .simulate import concatenate_events
+
+        events = concatenate_events(self._pending)
+        n = len(events) if final else len(events) // H5_CHUNK * H5_CHUNK
+        if "t" not in self._group:
+            if not final and n == 0:
+                return
+            chunk = H5_CHUNK if not final or self._written + len(events) >= H5_CHUNK else max(len(events), 1)
+            for name, dtype in self._COLUMNS:
+                self._group.create_dataset(name, shape=(0,), dtype=dtype, chunks=(chunk,), compression="gzip",
+                                           compression_opts=4, shuffle=True, maxshape=(None,))
+        # one chunk at a time, each column in turn: the file's bytes do not depend on how the events were split
+        # into appends
+        for start in range(0, n, H5_CHUNK):
+            block = events[start:min(start + H5_CHUNK, n)]
+            end = self._written + len(block)
+            for name, _ in self._COLUMNS:
+                col = block["t"] - self._t_offset if name == "t" else block[name]
+                dataset = self._group[name]
+                dataset.resize((end,))
+                dataset[self._written:end] = np.ascontiguousarray(col)
+            self._written = end
+        rest = events[n:]
+        self._pending = [rest] if len(rest) else []
+        self._pending_n = len(rest)
 
 
 def read_h5(path: str | Path) -> tuple[np.ndarray, dict]:

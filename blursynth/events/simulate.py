@@ -200,14 +200,17 @@ def _simulate_noisy(frames, t_s, state, noise, rng, log_eps, refractory_s, scale
         out["y"] = np.concatenate([signal["y"], ny.astype(np.uint16)])[order]
         out["p"] = np.concatenate([signal["p"], np_.astype(np.int8)])[order]
         parts.append(out)
-    return _concatenate(parts)
+    return concatenate_events(parts)
 
 
 _NOISE_LOG_BYTES = 32 * 2**20
 
 
-def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
-    """np.concatenate of EVENT_DTYPE arrays through their bytes (numpy copies packed records one by one)."""
+def concatenate_events(parts: list[np.ndarray]) -> np.ndarray:
+    """np.concatenate of EVENT_DTYPE arrays (an empty one for no parts), through their bytes: numpy copies
+    packed records one by one, 30x slower (0.24-0.43 s against 0.013 s for 2.7 M events in 5873 parts)."""
+    if not parts:
+        return np.empty(0, EVENT_DTYPE)
     if len(parts) == 1:
         return parts[0]
     out = np.empty(sum(len(p) for p in parts), EVENT_DTYPE)

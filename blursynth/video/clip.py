@@ -290,13 +290,14 @@ class EventSpans:
         """encode_events bytes of the events from the start of output frame `first`'s exposure to the end of
         `last`'s."""
         from ..events.formats import encode_events
+        from ..events.simulate import concatenate_events
 
         parts = []
         for j in range(first, last + 1):
             if j > first and j in self.gap:
                 parts.append(self.gap[j])
             parts.append(self.exposure[j])
-        return encode_events(np.concatenate(parts))
+        return encode_events(concatenate_events(parts))
 
 
 def _frame_meta(exp, settings) -> dict:
