@@ -109,3 +109,17 @@ def compile_clock() -> CompileClock:
             _clock = CompileClock()
             event.register("numba:compile", _Listener(_clock))
         return _clock
+
+
+def kernels_may_overlap() -> bool:
+    """Whether two threads may run numba's parallel kernels at the same time: true for the omp and tbb
+    threading layers; false for workqueue, which is not thread-safe (a second concurrent launch aborts the
+    process), and false while no parallel kernel has run yet and the layer is not chosen. The pipelines that
+    run a stage in a thread of their own (the video path's flow prefetch, the events command's simulator) ask
+    this before they start one."""
+    import numba
+
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+        return False

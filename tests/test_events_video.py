@@ -17,14 +17,17 @@ from skimage import data
 from _util import write_video
 
 from blursynth.commands import main
+from blursynth.camera import Response
 from blursynth.events import decode_events, downscale, simulate, to_gray
+from blursynth.events.frames import REC709_LUMA
 from blursynth.commands.events_run import EventOptions, run_events
 from blursynth.events.formats import read_npz
 from blursynth.store.shard import ShardReader
 from blursynth.video import interval, latent_count, latent_frame, linearize, read_frames, visibility
+from blursynth.video.interpolate import linear_lut
 from blursynth.video.blur import Interval
 from blursynth.video.kernels import _accumulate_interval
-from blursynth.video.latent import FLOW_PRESET, gray_latent, gray_latents
+from blursynth.video.latent import FLOW_PRESET, gray_codes, gray_latent, gray_latents
 
 V_PX = (1.37, 0.61)  # known subpixel motion per frame, pixels (x right, y down)
 FPS = 25.0
@@ -172,6 +175,19 @@ def test_gray_latent_occlusions_and_thread_count():
         np.testing.assert_array_equal(out, outs[0])
 
 
+@pytest.mark.parametrize("response", [Response(), Response("gamma", 1.8)])
+def test_gray_codes_are_to_gray_of_the_linear_frame_for_every_colour(response):
+    # gray_latents takes each real frame's luminance straight from its 8-bit codes; every one of the 2^24
+    # colours gives to_gray(np.take(lut, frame)) to the bit
+    codes = np.arange(2**24, dtype=np.uint32)
+    frame = np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], -1).astype(np.uint8).reshape(4096, 4096, 3)
+    lut = linear_lut(response)
+    luma = tuple(np.float32(c) * lut for c in REC709_LUMA)
+    got = gray_codes(frame, luma)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), to_gray(np.take(lut, frame)).view(np.uint32))
+
+
 def test_gray_latent_bad_arguments():
     gray = np.zeros((8, 8), np.float32)
     iv = Interval(*(np.zeros((8, 8, 2), np.float32),) * 2, *(np.ones((8, 8), np.float32),) * 2, 0.0, 1.0)
@@ -309,3 +325,50 @@ def test_progress_counts_input_frames(tmp_path, monkeypatch):
     run_events(folder, tmp_path / "f", "npz", EventOptions(scale=2), progress=True)
     assert bars[-1].total == bars[-1].n == len(frames)
     assert json.loads((tmp_path / "f" / "events.json").read_text())["frames"] == len(frames)
+
+
+def test_events_simulated_beside_the_frames_are_those_simulated_after_them(tmp_path, monkeypatch):
+    # the command simulates each chunk and writes its events in a thread of its own while the next chunk's
+    # latent frames are made (commands/events_run._Sink); the events, in h5 (streamed) and npz (written at the
+    # end), are those of one thread doing both in turn
+    from blursynth import jit
+    from blursynth.commands import events_run
+    from blursynth.events.formats import read_h5
+
+    video = write_video(tmp_path / "pan.mkv", _pan(8, v_px=(2.3, 1.1)), FPS)
+    run_events(video, tmp_path / "h5", "h5", EventOptions(scale=2), progress=False)
+    assert jit.kernels_may_overlap()  # the run above used the thread (numba's default omp layer allows it)
+    run_events(video, tmp_path / "npz", "npz", EventOptions(scale=2), progress=False)
+    monkeypatch.setattr(events_run, "kernels_may_overlap", lambda: False)
+    run_events(video, tmp_path / "one", "npz", EventOptions(scale=2), progress=False)
+    streamed, _ = read_h5(tmp_path / "h5" / "events.h5")
+    one = read_npz(tmp_path / "one" / "events.npz")
+    assert len(one) > 1000
+    assert streamed.tobytes() == read_npz(tmp_path / "npz" / "events.npz").tobytes() == one.tobytes()
+    summary = json.loads((tmp_path / "h5" / "events.json").read_text())
+    assert summary["events"] == len(one) and summary["files"] == ["events.h5"]
+
+
+def test_a_failed_events_run_keeps_the_earlier_file(tmp_path, monkeypatch):
+    # a simulation that fails mid-stream (here the third chunk's, in the simulator's thread) ends the run with
+    # its error; the partial h5 is deleted and the file of an earlier run stays as it was
+    from blursynth.backend import CpuBackend
+
+    video = write_video(tmp_path / "pan.mkv", _pan(8, v_px=(2.3, 1.1)), FPS)
+    out = tmp_path / "ev"
+    run_events(video, out, "h5", EventOptions(scale=2), progress=False)
+    before = (out / "events.h5").read_bytes()
+    calls = []
+    simulate_chunk = CpuBackend.simulate
+
+    def failing(self, frames, t_s, **kw):
+        calls.append(len(frames))
+        if len(calls) == 3:
+            raise OSError("simulated I/O failure")
+        return simulate_chunk(self, frames, t_s, **kw)
+
+    monkeypatch.setattr(CpuBackend, "simulate", failing)
+    with pytest.raises(OSError, match="simulated I/O failure"):
+        run_events(video, out, "h5", EventOptions(scale=2, threshold_pos=0.3), progress=False)
+    assert (out / "events.h5").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["events.h5", "events.json"]

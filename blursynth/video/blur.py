@@ -47,10 +47,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import cv2
-import numba
 import numpy as np
 
 from ..camera import Response
+from ..jit import kernels_may_overlap
 from .flow import flow_pair, resolve_scale
 from .interpolate import consistency, latent_steps, linear_lut, max_displacement
 from .kernels import _accumulate_interval, _accumulate_warped, kernel_inputs
@@ -395,10 +395,7 @@ class Timeline:
         if i in self._intervals or i in self._pending or i + 1 > self.last:
             return
         if self._pool is None:
-            try:
-                if numba.threading_layer() == "workqueue":
-                    return
-            except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+            if not kernels_may_overlap():
                 return
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blursynth-flow")
         self._pending[i] = self._pool.submit(self._compute, self._frames[i], self._frames[i + 1])

@@ -28,7 +28,7 @@ import numba
 import numpy as np
 
 from ..camera import Response
-from ..events.frames import downscale, to_gray
+from ..events.frames import REC709_LUMA, downscale
 from .blur import Interval, Timeline
 from .kernels import _bilinear, _blend_weights, _row_cells
 from .interpolate import latent_steps, linear_lut
@@ -67,11 +67,13 @@ def gray_latents(frames: Iterable[np.ndarray], latent: int | str = "auto", scale
     """
     if latent != "auto" and not (isinstance(latent, (int, np.integer)) and latent >= 1):
         raise ValueError(f"latent must be an int >= 1 or 'auto', got {latent!r}")
-    tl = Timeline(iter(frames), linear_lut(response), preset, flow_method, 1.0, timings)
+    lut = linear_lut(response)
+    luma = tuple(np.float32(c) * lut for c in REC709_LUMA)  # each code's term of to_gray, as to_gray rounds it
+    tl = Timeline(iter(frames), lut, preset, flow_method, 1.0, timings)
     try:
         if not tl.ensure(0):
             return
-        gray0 = to_gray(tl.linear(0))
+        gray0 = gray_codes(tl.frame(0), luma)
         yield downscale(gray0, scale)[None], np.zeros(1)
         i = 0
         while tl.ensure(i + 1):
@@ -80,13 +82,29 @@ def gray_latents(frames: Iterable[np.ndarray], latent: int | str = "auto", scale
             iv = tl.interval(i)
             m = latent if latent != "auto" else latent_steps(iv.full_size_displacement(), max_step_px, cap)
             taus = np.arange(1, m + 1) / m
-            gray1 = to_gray(tl.linear(i + 1))
+            gray1 = gray_codes(tl.frame(i + 1), luma)
             yield gray_latent(gray0, gray1, iv, taus, scale), i + taus
             tl.drop_before(i + 1)
             gray0 = gray1
             i += 1
     finally:
         tl.close()
+
+
+def gray_codes(frame: np.ndarray, luma: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """to_gray(np.take(lut, frame)) of a uint8 (H, W, 3) frame, to the bit, without the linear RGB frame:
+    luma[c] = np.float32(REC709_LUMA[c]) * lut (float32 (256,) each), summed in to_gray's order."""
+    out = np.empty(frame.shape[:2], np.float32)
+    _gray_codes(np.ascontiguousarray(frame), *luma, out)
+    return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _gray_codes(frame, lr, lg, lb, out):
+    h, w = out.shape
+    for y in numba.prange(h):
+        for x in range(w):
+            out[y, x] = (lr[frame[y, x, 0]] + lg[frame[y, x, 1]]) + lb[frame[y, x, 2]]
 
 
 def gray_latent(gray0: np.ndarray, gray1: np.ndarray, iv: Interval, taus: np.ndarray, scale: int = 1) -> np.ndarray:
