@@ -205,6 +205,36 @@ def test_visibility_kernel_matches_reference_on_scaled_and_tiny_frames():
         np.testing.assert_array_equal(visibility(fa, fb)[0], _visibility_reference(fa, fb))
 
 
+def test_consistency_rows_in_parallel_are_the_one_thread_result():
+    # the check runs its rows in parallel and writes each row's magnitudes from the visible count above it:
+    # on 1 thread and on all of them, the same v to the bit and the visible pixels' np.hypot in raster order
+    import numba
+
+    from blursynth.video.interpolate import CONSISTENCY_A1, CONSISTENCY_A2, _consistent_rows
+
+    reader = read_frames(_bikes(), resize=(320, 136))
+    a, b = next(reader), next(reader)
+    reader.close()
+    f01, f10 = (f * np.float32(3) for f in flow_pair(a, b, "fast"))
+    results = []
+    threads = numba.get_num_threads()
+    try:
+        for n in sorted({1, threads}):
+            numba.set_num_threads(n)
+            v = np.empty(f01.shape[:2], np.float32)
+            mags = np.empty(v.size, np.float32)
+            k = _consistent_rows(f01, f10, np.float32(1), np.float32(1), CONSISTENCY_A1, CONSISTENCY_A2, v, mags)
+            results.append((v, mags[:k]))
+    finally:
+        numba.set_num_threads(threads)
+    v, mags = results[0]
+    assert 0.2 < v.mean() < 1
+    np.testing.assert_array_equal(mags, np.hypot(f01[..., 0], f01[..., 1])[v > 0])
+    for other_v, other_mags in results[1:]:
+        np.testing.assert_array_equal(other_v, v)
+        np.testing.assert_array_equal(other_mags, mags)
+
+
 def _percentile_reference(flow, percentile, visible=None):
     mag = np.hypot(flow[..., 0], flow[..., 1])
     if visible is not None:

@@ -231,16 +231,15 @@ def bilinear(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return (top * (1 - ay) + bottom * ay).astype(np.float32)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _consistent_rows(fa, fb, sx, sy, a1, a2, v, mags):
     # v = forward-backward check of the flows (fa, fb) * (sx, sy) (tests/test_video.py holds the numpy reference),
-    # row by row: one pass finds each target's bilinear cell (contiguous: vectorized), one gathers fb there. The
-    # float64 arithmetic of the check is the earlier per-pixel kernel's, so v is the same to the bit. With
-    # mags.size > 0, the float32 |fa| of the visible pixels (np.hypot's value) are appended to mags in raster
-    # order; returns how many.
+    # row by row, rows in parallel: one pass finds each target's bilinear cell (contiguous: vectorized), one
+    # gathers fb there. The float64 arithmetic of the check is the earlier per-pixel kernel's, so v is the same to
+    # the bit, whatever the thread count. With mags.size > 0, the float32 |fa| of the visible pixels (np.hypot's
+    # value) are written to mags in raster order (each row from its offset, the visible count of the rows above);
+    # returns how many.
     h, w = v.shape
-    collect = mags.shape[0] > 0
-    n = 0
     wm = np.float64(w - 1)
     hm = np.float64(h - 1)
     wm2 = np.float64(max(w - 2, 0))
@@ -248,15 +247,16 @@ def _consistent_rows(fa, fb, sx, sy, a1, a2, v, mags):
     a = fa.reshape(-1)
     b = fb.reshape(-1)
     vv = v.reshape(-1)
-    ofs = np.empty(w, np.intp)
-    axs = np.empty(w, np.float64)
-    ays = np.empty(w, np.float64)
-    dxs = np.empty(w, np.float64)
-    dys = np.empty(w, np.float64)
-    inside = np.empty(w, np.bool_)
     right = 2 if w > 1 else 0  # offsets of the cell's other corners (border replicated on 1-pixel frames)
     down = 2 * w if h > 1 else 0
-    for y in range(h):
+    visible = np.empty(h, np.intp)
+    for y in numba.prange(h):
+        ofs = np.empty(w, np.intp)
+        axs = np.empty(w, np.float64)
+        ays = np.empty(w, np.float64)
+        dxs = np.empty(w, np.float64)
+        dys = np.empty(w, np.float64)
+        inside = np.empty(w, np.bool_)
         row = y * w
         for x in range(w):
             i = 2 * (row + x)
@@ -276,6 +276,7 @@ def _consistent_rows(fa, fb, sx, sy, a1, a2, v, mags):
             ofs[x] = 2 * (np.intp(y0) * w + np.intp(x0))
             dxs[x] = dx
             dys[x] = dy
+        seen = 0
         for x in range(w):
             o = ofs[x]
             ax = axs[x]
@@ -290,13 +291,25 @@ def _consistent_rows(fa, fb, sx, sy, a1, a2, v, mags):
             dy = dys[x]
             err = (dx + bx) * (dx + bx) + (dy + by) * (dy + by)
             bound = a1 * (dx * dx + dy * dy + bx * bx + by * by) + a2
-            vv[row + x] = np.float32(inside[x] & (err <= bound))
-        if collect:
-            for x in range(w):
-                if vv[row + x] != 0:
-                    i = 2 * (row + x)
-                    mags[n] = _hypot32(a[i], a[i + 1])
-                    n += 1
+            ok = inside[x] & (err <= bound)
+            vv[row + x] = np.float32(ok)
+            seen += ok
+        visible[y] = seen
+    if mags.shape[0] == 0:
+        return 0
+    start = np.empty(h, np.intp)
+    n = 0
+    for y in range(h):
+        start[y] = n
+        n += visible[y]
+    for y in numba.prange(h):
+        row = y * w
+        k = start[y]
+        for x in range(w):
+            if vv[row + x] != 0:
+                i = 2 * (row + x)
+                mags[k] = _hypot32(a[i], a[i + 1])
+                k += 1
     return n
 
 
