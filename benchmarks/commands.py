@@ -56,7 +56,11 @@ from common import git_describe, machine_info  # noqa: E402
 
 RESULTS = HERE / "results"
 ROWS = ("startup", "generate_workers0", "generate_all_cores", "video_640x272", "video_720p", "events_video",
-        "events_run", "adapt", "train", "evaluate", "export_basicsr", "inspect_verify")
+        "events_run", "adapt", "train", "evaluate", "export_basicsr", "inspect_verify", "generate_cuda",
+        "video_events_cpu", "video_events_cuda", "events_video_cuda", "events_run_cuda")
+CUDA_ROWS = {  # --device cuda: the CPU row of the same run each one is set against
+    "generate_cuda": "generate_workers0", "video_events_cuda": "video_events_cpu", "events_video_cuda": "events_video",
+    "events_run_cuda": "events_run"}
 REF_PIXELS = 1280 * 720  # the size render.json, video.json and store.json ran at
 LINGER_S = 30.0
 POLL_S = 0.2
@@ -166,7 +170,8 @@ def run_plan(sizes: Sizes, work: Path, floors: Floors, only: set[str] | None = N
     for rid, workers, out in (("generate_workers0", ["--workers", "0"], run0),
                               ("generate_all_cores", [], work / "gen_all")):
         needed = rid == "generate_workers0" and (only and only & {"events_run", "train", "evaluate",
-                                                                   "export_basicsr", "inspect_verify"})
+                                                                   "export_basicsr", "inspect_verify",
+                                                                   "events_run_cuda"})
         if not (want(rid) or needed):
             continue
         m = bench.run(["generate", "--out", str(out)] + gen_common + workers)
@@ -287,7 +292,81 @@ def run_plan(sizes: Sizes, work: Path, floors: Floors, only: set[str] | None = N
         row["no_floor"] = ("no committed benchmark times reading shards back and recomputing their sha256 "
                            "(store.json times writing and the loader, not verifying)")
         keep(row)
+
+    # --device cuda: the same work on the GPU, set against the CPU row of this run (vs_cpu = CPU wall / GPU wall).
+    # Without a usable GPU each row is kept, skipped, with the reason.
+    cuda_rows = [r for r in CUDA_ROWS if want(r)]
+    if cuda_rows:
+        reason, probe_s = cuda_probe()
+        video_clip = bikes() if sizes.video_native_frames is None else \
+            clip_head(bikes(), sizes.video_native_frames, work / "bikes_head_video_events.mp4")
+        events_clip = bikes() if sizes.events_clip_frames is None else \
+            clip_head(bikes(), sizes.events_clip_frames, work / "bikes_head_events.mp4")
+        video_events = ["video", str(video_clip), "--format", "lmdb", "--events", "--workers", "0", "--no-progress"]
+        plans = {
+            "generate_cuda": (["generate"] + gen_common + ["--workers", "0"], "gen",
+                              f"as generate_workers0 ({size[0]}x{size[1]}, {sizes.gen_num} pairs, --workers 0)",
+                              lambda out: _manifest_written(out), "pairs", "pairs/s"),
+            "video_events_cuda": (video_events, "video_events",
+                                  f"bikes.mp4 ({_frames_text(sizes.video_native_frames)}), video --events (lmdb, "
+                                  "--workers 0): the events simulated on the device", None, None, None),
+            "events_video_cuda": (["events", str(events_clip), "--scale", str(sizes.events_scale), "--no-progress"],
+                                  "events_video", "as events_video", None, "s of video", "x real time"),
+            "events_run_cuda": (["events", str(run0), "--num", str(sizes.events_run_num), "--no-progress"],
+                                "events_run", "as events_run", None, "samples", "samples/s"),
+        }
+        def with_out(args: list[str], out) -> list[str]:  # the command, its input if any, --out OUT, the rest
+            head = 1 if args[0] == "generate" else 2
+            return args[:head] + ["--out", str(out)] + args[head:]
+
+        for rid in cuda_rows:
+            args, out_name, what, units_of, unit, rate_unit = plans[rid]
+            command = "blursynth " + " ".join(bench._short(a) for a in with_out(args, out_name + "_cuda")
+                                              + ["--device", "cuda"])
+            if reason is not None:
+                keep({"id": rid, "what": what, "command": command, "skipped": reason, "cuda_probe_s": probe_s})
+                continue
+            pair = {}
+            for device in ("cpu", "cuda") if rid == "video_events_cuda" else ("cuda",):
+                out = work / f"{out_name}_{device}"
+                pair[device] = bench.run(with_out(args, out) + ["--device", GPU_DEVICE if device == "cuda" else device])
+            m = pair["cuda"]
+            out = work / f"{out_name}_cuda"
+            if rid == "video_events_cuda":
+                keep(dict(_video_row(pair["cpu"], "video_events_cpu", what.replace("on the device", "on the CPU"),
+                                     work / f"{out_name}_cpu"), no_floor="the CPU side of video_events_cuda"))
+                row = _video_row(m, rid, what, out)
+            else:
+                if units_of is not None:
+                    units = units_of(out) if m.ok else 0
+                elif rid == "events_video_cuda":
+                    info = clip_info(events_clip)
+                    units = info["frames"] / info["fps"]
+                else:
+                    units = json.loads((out / "events.json").read_text())["streams"] if m.ok else 0
+                row = m.row(rid, what, units=units, unit=unit, rate_unit=rate_unit)
+            row["cuda_probe_s"] = probe_s
+            base = rows.get(CUDA_ROWS[rid])
+            row["no_floor"] = "a GPU row: set against the CPU row of this run (vs_cpu), not a kernel floor"
+            if m.ok and base and base.get("wall_s") and not base.get("error"):
+                row["vs_cpu"] = {"row": base["id"], "cpu_wall_s": base["wall_s"], "speedup": base["wall_s"] / m.wall_s}
+            keep(row)
     return rows
+
+
+GPU_DEVICE = "cuda"  # what the GPU rows pass to --device (tests/test_workflow_commands.py runs them with "cpu")
+
+
+def cuda_probe() -> tuple[str | None, float]:
+    """(why --device cuda cannot run here, or None; seconds the probe took). Run in a fresh process, so that the
+    extension is built (just in time, cached) before any row is timed, and this process never imports torch."""
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", "from blursynth.cuda import unavailable_reason as u; "
+                           "print(u() or '')"], capture_output=True, text=True, timeout=1800, check=False)
+    seconds = time.perf_counter() - t
+    if proc.returncode != 0:
+        return f"the probe failed: {(proc.stderr.strip() or proc.stdout.strip())[-300:]}", seconds
+    return (proc.stdout.strip() or None), seconds
 
 
 def _wxh(size: tuple[int, int]) -> str:
@@ -774,6 +853,9 @@ def _fmt(x, digits: int = 3) -> str:
 
 
 def _print_row(row: dict) -> None:
+    if row.get("skipped"):
+        print(f"{row['id']}: skipped ({row['skipped']})", flush=True)
+        return
     msg = f"{row['id']}: {row['wall_s']:.2f} s wall, {row['cpu_s']:.2f} CPU s"
     if row.get("rate") is not None:
         msg += f", {_fmt(row['rate'])} {row['rate_unit']}"
@@ -792,6 +874,9 @@ def markdown(result: dict) -> list[str]:
         row = result["rows"].get(rid)
         if row is None:
             continue
+        if row.get("skipped"):
+            lines.append(f"| `{row['command']}` | {row['what']} |  |  | skipped: {row['skipped']} |  |  |  |  |  |")
+            continue
         unit = row["rate_unit"]
         rate = "failed" if row.get("error") else f"{_fmt(row['rate'])} {unit}"
         extra = row.get("extra_rates") or {}
@@ -804,6 +889,9 @@ def markdown(result: dict) -> list[str]:
             ratio = f"{_fmt(row['ratio'])}x"
             cpu = f"{_fmt(row['cpu_ratio'])}x"
             over = ("**yes**" if row["over_3x"] else "no") + ("" if floor["complete"] else " (partial floor)")
+        elif row.get("vs_cpu"):
+            vs = row["vs_cpu"]
+            f, ratio, cpu, over = f"{_fmt(vs['speedup'])}x the CPU row ({vs['row']})", "", "", ""
         else:
             f, ratio, cpu, over = "no floor", "", "", ""
         lines.append(f"| `{row['command']}` | {row['what']} | {_fmt(row['wall_s'])} | {_fmt(row['cpu_s'])} | "

@@ -74,4 +74,53 @@ def test_markdown_table_from_the_json(quick):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--markdown", str(path)], capture_output=True, text=True,
                           check=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("| `blursynth")]
-    assert len(lines) == len(NAMED) + 1  # and the start-up row
+    gpu_rows = [rid for rid in result_rows(path) if rid.endswith("_cuda") or rid == "video_events_cpu"]
+    assert len(gpu_rows) >= 4
+    assert len(lines) == len(NAMED) + 1 + len(gpu_rows)  # and the start-up row
+
+
+def result_rows(path: Path) -> dict:
+    return json.loads(path.read_text())["rows"]
+
+
+def test_device_cuda_rows_run_on_a_gpu_or_say_why_not(quick):
+    # --device cuda: the same work as a CPU row of the run; without a usable GPU each row is there, skipped, with
+    # the reason the device probe gave (here torch sees no device); with one, it ran and is set against its CPU row
+    from blursynth.cuda import unavailable_reason
+
+    reason = unavailable_reason()
+    result, _ = quick
+    for rid in ("generate_cuda", "video_events_cuda", "events_video_cuda", "events_run_cuda"):
+        row = result["rows"][rid]
+        assert row["command"].startswith("blursynth ") and row["command"].endswith("--device cuda"), rid
+        if reason is not None:
+            assert row["skipped"] == reason, rid
+        else:
+            assert row["returncode"] == 0 and row["rate"] > 0, (rid, row.get("error"))
+            assert row["vs_cpu"]["speedup"] > 0, rid
+
+
+def test_the_gpu_rows_run_and_are_set_against_their_cpu_rows(tmp_path, monkeypatch):
+    # what a session with a GPU gets from the --device cuda rows: each one run, measured in its own unit and set
+    # against the CPU row of the same run. The CPU device stands in for the GPU here: the rows' code is under test
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_commands", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    monkeypatch.setitem(sys.modules, "bench_commands", bench)  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "GPU_DEVICE", "cpu")
+    monkeypatch.setattr(bench, "cuda_probe", lambda: (None, 0.0))
+    only = set(bench.CUDA_ROWS) | set(bench.CUDA_ROWS.values()) - {"video_events_cpu"}  # made with its GPU row
+    rows = bench.run_plan(bench.QUICK, tmp_path, bench.Floors(bench.RESULTS), only)
+    for rid, base in bench.CUDA_ROWS.items():
+        row = rows[rid]
+        assert row["returncode"] == 0 and row["units"] > 0 and row["rate"] > 0, (rid, row.get("error"))
+        assert row["command"].endswith("--device cpu"), rid
+        assert row["vs_cpu"]["row"] == base and rows[base]["wall_s"] > 0, rid
+        assert row["vs_cpu"]["speedup"] == pytest.approx(rows[base]["wall_s"] / row["wall_s"]), rid
+    result = {"rows": rows, "load_average_start": [0.0] * 3, "load_average_end": [0.0] * 3,
+              "machine": {"cpu_count": 2}}
+    table = [line for line in bench.markdown(result) if "x the CPU row (" in line]
+    assert len(table) == len(bench.CUDA_ROWS)
