@@ -29,8 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-NO_MALLOC = ("import sys, importlib, importlib.util as u; m = importlib.import_module('blursynth.memory' if "
-             "u.find_spec('blursynth.memory') else 'blursynth.train.memory'); m.keep_freed_memory = lambda: {}; "
+NO_MALLOC = ("import sys, blursynth.train.memory as m; m.keep_freed_memory = lambda: {}; "
              "import runpy; sys.argv[0] = 'blursynth'; runpy.run_module('blursynth', run_name='__main__')")
 
 

@@ -168,20 +168,6 @@ def test_events_cli_on_a_video_and_a_folder(tmp_path):
     assert got.tobytes() == simulate(gray, 0.01 * np.arange(6))[0].tobytes()
 
 
-def test_events_cli_keeps_freed_memory_before_it_works(tmp_path, monkeypatch):
-    # a generated run's latent frames are allocated and freed per sample: the command raises glibc's thresholds
-    # first (blursynth/memory.py), as train and evaluate do
-    import blursynth.memory
-
-    calls = []
-    monkeypatch.setattr(blursynth.memory, "keep_freed_memory", lambda: calls.append(1) or {})
-    photo = cv2.resize(data.astronaut(), (64, 64), interpolation=cv2.INTER_AREA)
-    video = write_video(tmp_path / "pan.mkv", [np.ascontiguousarray(photo[:, k:k + 48]) for k in range(4)])
-    r = cli("events", video, "--out", tmp_path / "v", "--no-progress")
-    assert r.exit_code == 0, r.output
-    assert calls == [1]
-
-
 @pytest.mark.parametrize("case", ["not_video", "few_timestamps", "gem_video"])
 def test_events_cli_bad_inputs_name_the_file(tmp_path, case):
     if case == "not_video":

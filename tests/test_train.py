@@ -24,7 +24,7 @@ from blursynth.recipe import load_recipe
 from blursynth.runner import run_generate
 from blursynth.train.evaluate import folder_pairs
 from blursynth.train.loop import EpochBatches, RunBatches, TrainConfig, amp_dtype, load_model, restore, to_uint8, train
-from blursynth.memory import KEEP_BYTES, malloc_settings
+from blursynth.train.memory import KEEP_BYTES, malloc_settings
 from blursynth.train.metrics import align_ecc, psnr, ssim
 from blursynth.train.model import PRESETS, NAFNet, build_model, count_parameters
 
@@ -348,7 +348,7 @@ def test_keep_freed_memory_serves_large_blocks_from_the_heap_and_keeps_them():
     keeps it once freed); the thresholds returned are those set."""
     code = textwrap.dedent("""
         import ctypes, json
-        from blursynth.memory import keep_freed_memory
+        from blursynth.train.memory import keep_freed_memory
         libc = ctypes.CDLL(None)
         libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
         libc.free.argtypes = [ctypes.c_void_p]

@@ -47,7 +47,6 @@ def events(input_path, out, fmt, threshold, threshold_neg, refractory_s, scale, 
            latent, timestamps, num, device, no_progress):
     """Simulate event streams from INPUT (video file, folder of frames + timestamps, or generated run)."""
     from .options import command_line, resolve_device_option
-    from ..memory import keep_freed_memory
     from ..store.rundir import RunError
     from .events_run import EventOptions, InputError, run_events
 
@@ -62,7 +61,6 @@ def events(input_path, out, fmt, threshold, threshold_neg, refractory_s, scale, 
             assert latent >= 1
         except (ValueError, AssertionError):
             raise click.BadParameter(f"{latent!r}: expected a positive integer or 'auto'", param_hint="--latent")
-    keep_freed_memory()  # a run's latent frames are allocated and freed per sample (blursynth/memory.py)
     start = time.perf_counter()
     command = command_line()
     try:

@@ -51,7 +51,7 @@ def train(data, recipe, source, size, val, out, iters, resume, init, preset, wid
     from .options import parse_size
     from ..train.loop import TrainConfig
     from ..train.loop import train as run_train
-    from ..memory import keep_freed_memory
+    from ..train.memory import keep_freed_memory
 
     if (data is None) == (recipe is None):
         raise click.UsageError("give exactly one of --data DIR or --recipe NAME")
@@ -117,7 +117,7 @@ def evaluate(checkpoint, data, blur_dir, sharp_dir, align, save_dir, csv_path, r
     from ..train.evaluate import evaluate as run_eval
     from ..train.evaluate import folder_pairs, format_table, load_folder_pairs, mean_row, shard_pairs, write_csv
     from ..train.loop import load_model
-    from ..memory import keep_freed_memory
+    from ..train.memory import keep_freed_memory
 
     if (data is None) == (blur_dir is None and sharp_dir is None):
         raise click.UsageError("give either --data DIR or --blur DIR --sharp DIR")

@@ -1,5 +1,5 @@
-"""Keep freed memory in the process (glibc), for commands that allocate and free the same large arrays over and
-over: ``blursynth train`` and ``blursynth evaluate`` (model activations), ``blursynth events`` (latent frames).
+"""Keep freed memory in the process (glibc), for commands that allocate and free the same large tensors over and
+over: ``blursynth train`` and ``blursynth evaluate``.
 
 By default glibc serves every allocation of 32 MiB or more (less at first; its threshold adapts up to that) with a
 fresh ``mmap`` and returns it to the kernel with ``munmap`` on free, and gives back the top of its heap once more
@@ -8,11 +8,6 @@ than its trim threshold is free there. A full-frame activation of the model (16-
 ``blursynth evaluate`` spent about 45 % of its CPU time in the kernel doing that. Raising both thresholds makes
 glibc keep freed blocks for the next allocation instead; the cost is that the process keeps its peak heap
 until it exits, which these commands reach again at the next image or step anyway.
-
-``blursynth events`` on a generated run renders each sample's latent frames at full size (95 frames of 720p for
-the default recipe) and frees them: 2 samples took 10.6-18.2 s wall with 4.8-11.7 s of system time, and
-8.1-9.6 s with 2.5-4.0 s once freed blocks were kept (3 alternated rounds; peak RSS 935 -> 962 MB). On a
-video it changed nothing beyond the noise (8.2-8.4 s against 8.2-8.7 s for bikes.mp4 --scale 4).
 """
 from __future__ import annotations
 
