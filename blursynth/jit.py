@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 
+import numba
 from numba.core import event
 from numba.core.registry import CPUDispatcher
 
@@ -117,8 +118,6 @@ def kernels_may_overlap() -> bool:
     process), and false while no parallel kernel has run yet and the layer is not chosen. The pipelines that
     run a stage in a thread of their own (the video path's flow prefetch, the events command's simulator) ask
     this before they start one."""
-    import numba
-
     try:
         return numba.threading_layer() != "workqueue"
     except ValueError:  # no parallel kernel has run yet: the layer is not chosen

@@ -153,10 +153,11 @@ class _Sink:
         self._state = None
         self.count = 0
         self._parts: list[np.ndarray] | None = None
+        self._stem = stem
         if fmt == "h5":
             self._writer = H5EventWriter(stem.with_suffix(".h5"))
         else:
-            self._writer, self._parts, self._path = None, [], stem.with_suffix(".npz")
+            self._writer, self._parts = None, []
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
 
@@ -174,10 +175,10 @@ class _Sink:
         """Wait for the last chunk, finish the file; returns its path."""
         self._wait()
         self._shutdown()
-        h, w = size
         if self._writer is not None:
+            h, w = size
             return self._writer.close(height=h, width=w, attrs={"scale": int(scale)})
-        return write_npz(self._path, concatenate_events(self._parts), height=h, width=w, scale=scale)
+        return _write(self._stem, "npz", concatenate_events(self._parts), size, scale)
 
     def abort(self) -> None:
         """After a failure: let a running chunk finish, drop the rest, delete the partial file."""

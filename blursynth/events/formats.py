@@ -177,8 +177,7 @@ class H5EventWriter:
         self._part = self.path.with_name(self.path.name + ".part")
         self._file = h5py.File(self._part, "w")
         self._group = self._file.create_group("events")
-        self._pending: list[np.ndarray] = []  # events not yet written, fewer than H5_CHUNK
-        self._pending_n = 0
+        self._pending: list[np.ndarray] = []  # events appended, not yet written: count - written of them
         self.count = 0  # events appended
         self._written = 0
         self._t_offset: int | None = None
@@ -206,8 +205,7 @@ class H5EventWriter:
             self._next_ms = last_ms + 1
         self.count += len(events)
         self._pending.append(events)
-        self._pending_n += len(events)
-        if self._pending_n >= H5_CHUNK:
+        if self.count - self._written >= H5_CHUNK:
             self._flush(final=False)
 
     def close(self, *, height: int | None = None, width: int | None = None, attrs: dict | None = None) -> Path:
@@ -245,7 +243,8 @@ class H5EventWriter:
         if "t" not in self._group:
             if not final and n == 0:
                 return
-            chunk = H5_CHUNK if not final or self._written + len(events) >= H5_CHUNK else max(len(events), 1)
+            # nothing is written before the datasets exist: events are all the events so far
+            chunk = H5_CHUNK if not final or len(events) >= H5_CHUNK else max(len(events), 1)
             for name, dtype in self._COLUMNS:
                 self._group.create_dataset(name, shape=(0,), dtype=dtype, chunks=(chunk,), compression="gzip",
                                            compression_opts=4, shuffle=True, maxshape=(None,))
@@ -262,7 +261,6 @@ class H5EventWriter:
             self._written = end
         rest = events[n:]
         self._pending = [rest] if len(rest) else []
-        self._pending_n = len(rest)
 
 
 def read_h5(path: str | Path) -> tuple[np.ndarray, dict]:
