@@ -206,9 +206,14 @@ def run_plan(sizes: Sizes, work: Path, floors: Floors, only: set[str] | None = N
         video("video_720p", bigbuckbunny(), "video_720p", ["--max-frames", str(sizes.video_720p_frames)] + resize,
               f"bigbuckbunny.mp4 ({where}), first {sizes.video_720p_frames} frames")
 
+    def events_clip() -> Path:  # bikes.mp4, or its first frames (written once, read by events_video and its GPU row)
+        if sizes.events_clip_frames is None:
+            return bikes()
+        head = work / "bikes_head_events.mp4"
+        return head if head.exists() else clip_head(bikes(), sizes.events_clip_frames, head)
+
     if want("events_video"):
-        clip = bikes() if sizes.events_clip_frames is None else \
-            clip_head(bikes(), sizes.events_clip_frames, work / "bikes_head_events.mp4")
+        clip = events_clip()
         info = clip_info(clip)
         out = work / "events_video"
         m = bench.run(["events", str(clip), "--out", str(out), "--scale", str(sizes.events_scale), "--no-progress"])
@@ -224,7 +229,7 @@ def run_plan(sizes: Sizes, work: Path, floors: Floors, only: set[str] | None = N
     if want("events_run"):
         out = work / "events_run"
         m = bench.run(["events", str(run0), "--out", str(out), "--num", str(sizes.events_run_num), "--no-progress"])
-        streams = json.loads((out / "events.json").read_text())["streams"] if m.ok else 0
+        streams = _streams(out) if m.ok else 0
         row = m.row("events_run", f"the generate_workers0 run ({size[0]}x{size[1]}), first {sizes.events_run_num} "
                     "samples, the recipe's events section, h5", units=streams, unit="samples", rate_unit="samples/s")
         _events_rates(row, m, out)
@@ -300,21 +305,23 @@ def run_plan(sizes: Sizes, work: Path, floors: Floors, only: set[str] | None = N
         reason, probe_s = cuda_probe()
         video_clip = bikes() if sizes.video_native_frames is None else \
             clip_head(bikes(), sizes.video_native_frames, work / "bikes_head_video_events.mp4")
-        events_clip = bikes() if sizes.events_clip_frames is None else \
-            clip_head(bikes(), sizes.events_clip_frames, work / "bikes_head_events.mp4")
+        clip = events_clip()
+        info = clip_info(clip)
         video_events = ["video", str(video_clip), "--format", "lmdb", "--events", "--workers", "0", "--no-progress"]
-        plans = {
+        plans = {  # args, output name, what, units of the output (video rows: _video_row's), unit, rate unit
             "generate_cuda": (["generate"] + gen_common + ["--workers", "0"], "gen",
                               f"as generate_workers0 ({size[0]}x{size[1]}, {sizes.gen_num} pairs, --workers 0)",
-                              lambda out: _manifest_written(out), "pairs", "pairs/s"),
+                              _manifest_written, "pairs", "pairs/s"),
             "video_events_cuda": (video_events, "video_events",
                                   f"bikes.mp4 ({_frames_text(sizes.video_native_frames)}), video --events (lmdb, "
                                   "--workers 0): the events simulated on the device", None, None, None),
-            "events_video_cuda": (["events", str(events_clip), "--scale", str(sizes.events_scale), "--no-progress"],
-                                  "events_video", "as events_video", None, "s of video", "x real time"),
+            "events_video_cuda": (["events", str(clip), "--scale", str(sizes.events_scale), "--no-progress"],
+                                  "events_video", "as events_video", lambda out: info["frames"] / info["fps"],
+                                  "s of video", "x real time"),
             "events_run_cuda": (["events", str(run0), "--num", str(sizes.events_run_num), "--no-progress"],
-                                "events_run", "as events_run", None, "samples", "samples/s"),
+                                "events_run", "as events_run", _streams, "samples", "samples/s"),
         }
+
         def with_out(args: list[str], out) -> list[str]:  # the command, its input if any, --out OUT, the rest
             head = 1 if args[0] == "generate" else 2
             return args[:head] + ["--out", str(out)] + args[head:]
@@ -337,14 +344,7 @@ def run_plan(sizes: Sizes, work: Path, floors: Floors, only: set[str] | None = N
                                      work / f"{out_name}_cpu"), no_floor="the CPU side of video_events_cuda"))
                 row = _video_row(m, rid, what, out)
             else:
-                if units_of is not None:
-                    units = units_of(out) if m.ok else 0
-                elif rid == "events_video_cuda":
-                    info = clip_info(events_clip)
-                    units = info["frames"] / info["fps"]
-                else:
-                    units = json.loads((out / "events.json").read_text())["streams"] if m.ok else 0
-                row = m.row(rid, what, units=units, unit=unit, rate_unit=rate_unit)
+                row = m.row(rid, what, units=units_of(out) if m.ok else 0, unit=unit, rate_unit=rate_unit)
             row["cuda_probe_s"] = probe_s
             base = rows.get(CUDA_ROWS[rid])
             row["no_floor"] = "a GPU row: set against the CPU row of this run (vs_cpu), not a kernel floor"
@@ -408,6 +408,11 @@ def _events_rates(row: dict, m: Measured, out: Path) -> None:
 def _search(pattern: str, text: str):
     found = re.search(pattern, text)
     return found.groups() if found else None
+
+
+def _streams(out: Path) -> int:
+    """Streams an events run wrote (its events.json)."""
+    return json.loads((out / "events.json").read_text())["streams"]
 
 
 def _manifest(run: Path) -> dict:
