@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from .config import PIPELINES_DIR, Config, RecipeError, check_field, check_range
 
 __all__ = ["PIPELINES_DIR", "RecipeError", "Recipe", "load_recipe", "recipe_from_dict", "ShakeRanges",
-           "EVENT_NOISE_PRESETS"]
+           "EVENT_NOISE_PRESETS", "scale_range"]
 
 Range = tuple[float, float]
 
@@ -205,8 +205,13 @@ class Recipe(Config):
 
     def px_range(self, bounds: Range) -> Range:
         """A pixel range of the recipe as it holds at this output size (``px_factor``)."""
-        f = self.px_factor
-        return (bounds[0] * f, bounds[1] * f)
+        return scale_range(bounds, self.px_factor)
+
+
+def scale_range(bounds: Range, factor: float) -> Range:
+    """(lo, hi) times factor: a recipe pixel range at an output size whose `Recipe.px_factor` is factor (the
+    stages that get sections of the recipe, not all of it, get the factor beside them)."""
+    return (bounds[0] * factor, bounds[1] * factor)
 
 
 def load_recipe(name_or_path: str | Path = "default", overrides: dict[str, Any] | list[str] | None = None) -> Recipe:

@@ -17,7 +17,7 @@ import numpy as np
 from .camera import Response
 from .layers import Layer, Scene
 from .motion import OBJECT_MODELS, Motion, shake_motion
-from .recipe import Range, Recipe, SceneRecipe, ShakeRecipe
+from .recipe import Recipe, SceneRecipe, ShakeRecipe, scale_range
 from .seeding import child_seed
 
 __all__ = ["Layer", "Scene", "build_scene", "camera_motion", "compose", "sample_scene"]
@@ -64,9 +64,9 @@ def sample_scene(masks: np.ndarray, labels: list[str], shake: ShakeRecipe, scene
     probs = np.array([shake.models[n] for n in names], dtype=np.float64)
     model = names[int(rng.choice(len(names), p=probs / probs.sum()))]
     # pixel ranges hold at the recipe's reference width; the drawn values are pixels of this output
-    camera = {"model": model, "length_px": _uniform(rng, _px(shake.length_px, px_factor)), "seed": child_seed(rng),
+    camera = {"model": model, "length_px": _uniform(rng, scale_range(shake.length_px, px_factor)), "seed": child_seed(rng),
               "fov_deg": _uniform(rng, shake.fov_deg), "roll_deg": _uniform(rng, shake.roll_deg)}
-    parallax = {"px": _uniform(rng, _px(shake.parallax_px, px_factor)), "angle_rad": _uniform(rng, (0.0, 2 * math.pi))}
+    parallax = {"px": _uniform(rng, scale_range(shake.parallax_px, px_factor)), "angle_rad": _uniform(rng, (0.0, 2 * math.pi))}
     objects = []
     for index in chosen:
         rows = np.flatnonzero(masks[index].any(axis=1))
@@ -80,7 +80,7 @@ def sample_scene(masks: np.ndarray, labels: list[str], shake: ShakeRecipe, scene
             "bbox": [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())],
             "center": [float(xs.mean()), float(ys.mean())],
             "depth": _uniform(rng, obj.depth),
-            "speed_px": _uniform(rng, _px(obj.speed_px, px_factor)),
+            "speed_px": _uniform(rng, scale_range(obj.speed_px, px_factor)),
             "heading_rad": _uniform(rng, (0.0, 2 * math.pi)),
             "curvature_rad": _uniform(rng, obj.curvature),
             "rotation_deg": _uniform(rng, obj.rotation_deg),
@@ -245,11 +245,6 @@ def _fill_behind(image: np.ndarray, masks: list[np.ndarray], bboxes: list, feath
 
 # known low-resolution pixels kept around the hole: more than Telea's radius (3) plus the upsampling's reach
 _INPAINT_MARGIN = 8
-
-
-def _px(bounds: Range, px_factor: float) -> Range:
-    """A pixel range at this output size: `Recipe.px_range`'s arithmetic."""
-    return (bounds[0] * px_factor, bounds[1] * px_factor)
 
 
 def _uniform(rng: np.random.Generator, bounds) -> float:

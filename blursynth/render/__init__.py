@@ -24,7 +24,6 @@ from .samples import samples_for
 from .sbdd import check_sbdd, integrate_sbdd
 
 
-
 @dataclass(frozen=True)
 class RenderMethod:
     """A way to integrate an exposure's blur, an entry of ``RENDER_METHODS`` (recipe ``render.method``).
@@ -45,8 +44,12 @@ class RenderMethod:
     help: str = ""
 
 
+def _sample_count(scene: Scene, samples: int | None, max_samples: int) -> int:
+    return samples_for(scene, max_samples) if samples is None else int(samples)
+
+
 def _times_for(scene: Scene, samples: int | None, max_samples: int) -> tuple[np.ndarray, int]:
-    n = samples_for(scene, max_samples) if samples is None else int(samples)
+    n = _sample_count(scene, samples, max_samples)
     return exposure_times(n), n
 
 
@@ -127,7 +130,7 @@ def render(scene: Scene, method: str = "exact", reference_time: float = 0.5, sam
     sharp, blur_map = sharp_and_blur_map(packed, scene, reference_time)
     if all(layer.motion.is_static for layer in scene.layers):
         # one latent image for the whole exposure: its mean is itself
-        blur, n = sharp.copy(), samples_for(scene, max_samples) if samples is None else int(samples)
+        blur, n = sharp.copy(), _sample_count(scene, samples, max_samples)
     else:
         blur, n = RENDER_METHODS[method].integrate(packed, scene, samples, max_samples, kernel_size)
     return Exposure(blur=blur, sharp=sharp, blur_map=blur_map, samples=n, method=method)
