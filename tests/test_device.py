@@ -7,7 +7,7 @@
   samples are the bytes of a plain in-process CPU run with the same seed.
 - The device versions of the event stages in blursynth.cuda (to_gray, downscale, blur statistics) run on torch CPU
   tensors here and are bit-compared with the numpy stages they replace.
-The same checks on a GPU are in tests/test_cuda_gpu.py.
+The same checks on a GPU are in tests/test_cuda_gpu.py and the CUDA cases of tests/test_backend.py.
 """
 from __future__ import annotations
 

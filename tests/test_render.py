@@ -246,13 +246,32 @@ def per_pixel_blur(scene):
     return integrate_exact(packed, scene, shortcuts=False)[0], plan_exact(packed, scene)
 
 
+def tiles_bound(background: np.ndarray) -> float:
+    """How far shifted tiles may move a background's blur from its per-pixel gather: each sample position is off
+    by at most SHIFT_TOL_PX (plus second-order terms), and a bilinear sample then by at most |du| Dx + |dv| Dy
+    (Dx, Dy: the largest neighbour differences)."""
+    from blursynth.render.exact import SHIFT_TOL_PX
+
+    dx = np.abs(np.diff(background, axis=1)).max()
+    dy = np.abs(np.diff(background, axis=0)).max()
+    return float((SHIFT_TOL_PX + 1e-3) * (dx + dy))
+
+
+def runs_bound(scene, largest: float) -> float:
+    """How far the object runs may move the blur from the per-pixel gather (see
+    test_object_runs_equal_the_per_pixel_gather): float32 coordinates off by < 1e-3 px, OPAQUE_EPS of the largest
+    radiance for light skipped behind opaque coverage, and float rounding."""
+    from blursynth.render.exact import OPAQUE_EPS
+
+    grad = max(max(np.abs(np.diff(l.rgb * l.alpha[..., None], axis=a)).max() for a in (0, 1)) for l in scene.layers)
+    return float(1e-3 * 2 * grad + OPAQUE_EPS * largest + 1e-5 * largest)
+
+
 def test_rotating_background_tiles_stay_within_the_shift_bound():
     """Where no object reaches, a rotating (camera-shake) background is integrated as shifted 8x8 tiles. Each
     sample position is then off by at most SHIFT_TOL_PX (plus second-order terms), and bilinear interpolation
     changes by at most |du| Dx + |dv| Dy (Dx, Dy: largest neighbour differences), so the blur differs from the
     per-pixel gather by at most SHIFT_TOL_PX (Dx + Dy); pixels an object can reach are gathered as before."""
-    from blursynth.render.exact import SHIFT_TOL_PX
-
     h, w = 96, 128
     cam = rotational_motion(11, (w, h), 8.0, 60.0, 1.5)
     bg = photo(h, w) * 3.0
@@ -265,9 +284,7 @@ def test_rotating_background_tiles_stay_within_the_shift_bound():
     assert 0.1 < plan.covered.mean() < 0.5
     diff = np.abs(fast - ref)
     assert diff[plan.covered].max() <= 1e-6
-    dx = np.abs(np.diff(bg, axis=1)).max()
-    dy = np.abs(np.diff(bg, axis=0)).max()
-    bound = (SHIFT_TOL_PX + 1e-3) * (dx + dy)
+    bound = tiles_bound(bg)
     assert diff[~plan.covered].max() <= bound
     # the tiles are far from that bound on average: a real photo's gradients are mostly small
     assert diff[~plan.covered].mean() < 0.01 * bound
@@ -331,14 +348,11 @@ def test_object_runs_equal_the_per_pixel_gather(rotating_camera):
     below OPAQUE_EPS). Against every pixel gathered: float32 coordinates are off by < 1e-3 px, which moves a
     bilinear sample by at most 1e-3 (Dx + Dy) (Dx, Dy: the largest neighbour differences of any layer), plus
     OPAQUE_EPS of the largest radiance for the skipped light and float rounding."""
-    from blursynth.render.exact import OPAQUE_EPS
-
     scene, bg = _overlapping_objects_scene(rotating_camera)
     fast = render(scene).blur
     ref, plan = per_pixel_blur(scene)
     assert 0.2 < plan.covered.mean() < 0.9 and len(plan.start) > 2
-    grad = max(max(np.abs(np.diff(l.rgb * l.alpha[..., None], axis=a)).max() for a in (0, 1)) for l in scene.layers)
-    bound = 1e-3 * 2 * grad + OPAQUE_EPS * ref.max() + 1e-5 * ref.max()
+    bound = runs_bound(scene, ref.max())
     diff = np.abs(fast - ref)[plan.covered]
     assert diff.max() <= bound
     # a shortcut that read the wrong pixel (a padding off by one) or skipped visible light would be far off
