@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..motion import Motion
-from ..render import latent_frames, samples_for
+from ..render import LatentFrames, samples_for
 from ..layers import Scene
 from .frames import downscale, to_gray
 from .noise import NoiseModel
@@ -71,16 +71,19 @@ def scene_events(scene: Scene, cfg, rng: np.random.Generator, backend: "EventBac
 
 class EventBackend:
     """The operations `scene_events` runs, on the CPU: `latent(scene)` returns a function of normalized times ->
-    float32 (N, H, W, 3) latent images; then luminance, area downscaling, concatenation and the simulator (the
-    state it returns is carried to the next chunk; events come back as numpy EVENT_DTYPE)."""
+    float32 (N, H, W, 3) latent images (valid until its next call: render.LatentFrames reuses one buffer); then
+    luminance, area downscaling, concatenation and the simulator (the state it returns is carried to the next
+    chunk; events come back as numpy EVENT_DTYPE)."""
 
-    def latent(self, scene: Scene):
-        return lambda times: latent_frames(scene, times)
-
+    latent = staticmethod(LatentFrames)
     to_gray = staticmethod(to_gray)
     downscale = staticmethod(downscale)
-    concatenate = staticmethod(np.concatenate)
     simulate = staticmethod(simulate)
+
+    @staticmethod
+    def concatenate(parts: list) -> np.ndarray:
+        """The frames of a chunk in one array: a chunk within the exposure or the gap is its one part, uncopied."""
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def gap_scene(scene: Scene, gap: float) -> Scene:

@@ -145,15 +145,36 @@ def latent_frames(scene: Scene, times) -> np.ndarray:
     Returns:
         float32 (N, H, W, 3), linear; frame k equals `render(scene, reference_time=times[k]).sharp`.
     """
-    times = np.asarray(times, dtype=np.float64).reshape(-1)
-    if times.size == 0 or times.min() < 0.0 or times.max() > 1.0:
-        raise ValueError("times must be a non-empty sequence in [0, 1]")
-    width, height = scene.size
-    packed = pack_layers(scene)
-    out = np.empty((times.size, height, width, 3), dtype=np.float32)
-    for k, t in enumerate(times):
-        out[k] = sharp_and_blur_map(packed, scene, float(t))[0]
-    return out
+    return LatentFrames(scene)(times)
 
 
-__all__ = ["render", "Exposure", "RenderMethod", "blur_map_stats", "latent_frames", "samples_for", "RENDER_METHODS"]
+class LatentFrames:
+    """`latent_frames` of one scene, called chunk after chunk: the layers are packed once, and each call renders
+    into one buffer the object keeps (grown when a call asks for more frames), so a stream of chunks touches no
+    fresh memory after the first (a fresh page costs a fault in the kernel, which is dear on a VM).
+
+    Calling it returns a view of that buffer, valid until the next call.
+    """
+
+    def __init__(self, scene: Scene):
+        self.scene = scene
+        self.packed = pack_layers(scene)
+        self._frames = None
+        self._blur_map = None  # the kernel's other output, not needed here: one scratch image
+
+    def __call__(self, times) -> np.ndarray:
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        if times.size == 0 or times.min() < 0.0 or times.max() > 1.0:
+            raise ValueError("times must be a non-empty sequence in [0, 1]")
+        width, height = self.scene.size
+        if self._frames is None or len(self._frames) < times.size:
+            self._frames = np.empty((times.size, height, width, 3), dtype=np.float32)
+            self._blur_map = np.empty((height, width, 3), dtype=np.float32)
+        out = self._frames[:times.size]
+        for k, t in enumerate(times):
+            sharp_and_blur_map(self.packed, self.scene, float(t), sharp=out[k], blur_map=self._blur_map)
+        return out
+
+
+__all__ = ["render", "Exposure", "RenderMethod", "blur_map_stats", "latent_frames", "LatentFrames", "samples_for",
+           "RENDER_METHODS"]

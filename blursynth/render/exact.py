@@ -234,15 +234,18 @@ def _footprints(scene: Scene, need: list[int], bg_level: np.ndarray) -> tuple[np
     return np.ascontiguousarray(level), np.ascontiguousarray(covered)
 
 
-def sharp_and_blur_map(packed: PackedLayers, scene: Scene, reference_time: float) -> tuple[np.ndarray, np.ndarray]:
-    """Latent image at `reference_time` and the per-pixel displacement over the exposure (see Exposure)."""
+def sharp_and_blur_map(packed: PackedLayers, scene: Scene, reference_time: float, sharp: np.ndarray | None = None,
+                       blur_map: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Latent image at `reference_time` and the per-pixel displacement over the exposure (see Exposure), written
+    into `sharp` and `blur_map` where given (float32 (H, W, 3), C-contiguous; every value is written), else into
+    new arrays."""
     width, height = scene.size
     Hinv, boxes = per_sample_transforms(packed, scene, np.array([reference_time]))
     # image at reference time -> image at t = 0 and t = 1, per layer
     to_start = np.stack([l.motion.at(0.0)[0] @ np.linalg.inv(l.motion.at(reference_time)[0]) for l in scene.layers])
     to_end = np.stack([l.motion.at(1.0)[0] @ np.linalg.inv(l.motion.at(reference_time)[0]) for l in scene.layers])
-    sharp = np.empty((height, width, 3), dtype=np.float32)
-    blur_map = np.empty((height, width, 3), dtype=np.float32)
+    sharp = np.empty((height, width, 3), dtype=np.float32) if sharp is None else sharp
+    blur_map = np.empty((height, width, 3), dtype=np.float32) if blur_map is None else blur_map
     _sharp_map(packed.buf, packed.offsets, packed.dims, packed.extend, Hinv[0], boxes[0], to_start, to_end,
                sharp, blur_map)
     return sharp, blur_map
