@@ -10,10 +10,17 @@ to_gray(np.take(lut, frame)), min of 50).
 
 Writes benchmarks/results/events_before_after.json (runs, micro timings, medians, load averages, machine_info()).
 A first untimed run per checkout fills numba's disk cache.
+
+With `--input run`, the same for `blursynth events RUN --num N` on a run the new checkout generates first
+(`generate --num N --workers 0`, the default recipe at 1280x720), with minor page faults per run and a hash of
+every output file (the two checkouts must write the same bytes). The micro timing is then what a fresh page costs
+here: a chunk of 16 latent frames at 720p (177 MB of float32) written 10 times into fresh memory and 10 times into
+one buffer, system seconds per GB (RUSAGE_SELF). Writes results/events_run_before_after.json.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -77,8 +84,39 @@ print(json.dumps(out))
 """
 
 
+_FRESH_PAGES = """
+import json, resource, time
+import numpy as np
+def usage():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_stime, r.ru_minflt
+shape, repeats = (16, 720, 1280, 3), 10
+gb = repeats * np.prod(shape) * 4 / 1e9
+out = {}
+for way in ("fresh", "reused", "fresh", "reused"):
+    buf = np.empty(shape, np.float32) if way == "reused" else None
+    s0, f0 = usage()
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a = np.empty(shape, np.float32) if way == "fresh" else buf
+        a.fill(1.0)
+        del a
+    wall = time.perf_counter() - t
+    s1, f1 = usage()
+    out.setdefault(way, []).append({"sys_s_per_gb": (s1 - s0) / gb, "wall_s_per_gb": wall / gb, "minflt": f1 - f0})
+print(json.dumps(out))
+"""
+
+
+def _digest(folder: Path) -> dict:
+    """sha256 of every file under `folder` but logs and JSON (which carry times)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix not in (".log", ".json")}
+
+
 def _python(tree: str, args: list[str]) -> tuple[subprocess.CompletedProcess, dict]:
-    """Run python with PYTHONPATH on `tree`; returns the process and its wall / user / sys seconds."""
+    """Run python with PYTHONPATH on `tree`; returns the process and its wall / user / sys seconds and minor
+    page faults."""
     env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()))
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -87,7 +125,8 @@ def _python(tree: str, args: list[str]) -> tuple[subprocess.CompletedProcess, di
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
         raise RuntimeError(f"{args[:3]} on {tree} failed: {(p.stdout + p.stderr)[-2000:]}")
-    return p, {"wall_s": wall, "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime}
+    return p, {"wall_s": wall, "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
+               "minflt": r1.ru_minflt - r0.ru_minflt}
 
 
 def main(argv=None) -> dict:
@@ -95,20 +134,35 @@ def main(argv=None) -> dict:
     ap.add_argument("--old", required=True, help="checkout before the change")
     ap.add_argument("--new", required=True, help="checkout after the change")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--out", default=str(RESULTS / "events_before_after.json"))
+    ap.add_argument("--input", choices=("video", "run"), default="video")
+    ap.add_argument("--num", type=int, default=2, help="--input run: samples generated and simulated")
+    ap.add_argument("--out", default=None, help="default results/events_before_after.json (video) or "
+                                                "results/events_run_before_after.json (run)")
     args = ap.parse_args(argv)
+    on_run = args.input == "run"
+    args.out = args.out or str(RESULTS / ("events_run_before_after.json" if on_run else "events_before_after.json"))
     clip = str(bikes())
     trees = {"old": args.old, "new": args.new}
     work = Path(tempfile.mkdtemp(prefix="events-before-after-"))
     start = os.getloadavg()
+    if on_run:
+        _python(args.new, ["-m", "blursynth", "generate", "--out", str(work / "run"), "--num", str(args.num),
+                           "--workers", "0", "--no-progress"])
+        command = ["events", str(work / "run"), "--num", str(args.num)]
+    else:
+        command = ["events", clip, "--scale", "4"]
+    digests = {}
 
     def events(variant: str) -> dict:
         out = work / variant
         load = os.getloadavg()[0]
-        _, m = _python(trees[variant], ["-m", "blursynth", "events", clip, "--out", str(out), "--scale", "4",
-                                        "--no-progress"])
-        m.update(variant=variant, load1_before=load, cpu_use=(m["user_s"] + m["sys_s"]) / m["wall_s"],
-                 x_real_time=10.0 / m["wall_s"], events=json.loads((out / "events.json").read_text())["events"])
+        _, m = _python(trees[variant], ["-m", "blursynth", *command, "--out", str(out), "--no-progress"])
+        m.update(variant=variant, load1_before=load, cpu_use=(m["user_s"] + m["sys_s"]) / m["wall_s"])
+        if on_run:
+            digests.setdefault(variant, _digest(out))
+        else:
+            m.update(x_real_time=10.0 / m["wall_s"],
+                     events=json.loads((out / "events.json").read_text())["events"])
         return m
 
     for variant in trees:  # untimed: numba's disk cache
@@ -118,16 +172,25 @@ def main(argv=None) -> dict:
         for variant in (("old", "new") if rnd % 2 == 0 else ("new", "old")):
             runs.append(dict(events(variant), round=rnd))
             print(json.dumps(runs[-1]), flush=True)
-    micro = {v: json.loads(_python(tree, ["-c", _CONSISTENCY, clip])[0].stdout) for v, tree in trees.items()}
-    micro["new"].update(json.loads(_python(args.new, ["-c", _GRAY, clip])[0].stdout))
+    if on_run:
+        micro = json.loads(_python(args.new, ["-c", _FRESH_PAGES])[0].stdout)
+        assert digests["old"] == digests["new"] and digests["new"], "the checkouts wrote different bytes"
+    else:
+        micro = {v: json.loads(_python(tree, ["-c", _CONSISTENCY, clip])[0].stdout) for v, tree in trees.items()}
+        micro["new"].update(json.loads(_python(args.new, ["-c", _GRAY, clip])[0].stdout))
     medians = {v: {k: statistics.median(r[k] for r in runs if r["variant"] == v)
-                   for k in ("wall_s", "user_s", "sys_s", "cpu_use")} for v in trees}
+                   for k in ("wall_s", "user_s", "sys_s", "cpu_use", "minflt")} for v in trees}
     ratios = [n["wall_s"] / o["wall_s"] for o, n in
               zip([r for r in runs if r["variant"] == "old"], [r for r in runs if r["variant"] == "new"])]
     commits = {v: subprocess.run(["git", "-C", tree, "describe", "--always", "--dirty"], capture_output=True,
                                  text=True).stdout.strip() or None for v, tree in trees.items()}
-    report = {"old": args.old, "new": args.new, "commits": commits,
-              "clip": "bikes.mp4 (640x272, 250 frames, 10 s), --scale 4", "runs": runs, "medians": medians,
+    if on_run:
+        what = ("input", f"a generated run (default recipe, 1280x720), events on its first {args.num} samples; "
+                         f"outputs identical: {len(digests['new'])} files")
+    else:
+        what = ("clip", "bikes.mp4 (640x272, 250 frames, 10 s), --scale 4")
+    report = {"old": args.old, "new": args.new, "commits": commits, what[0]: what[1], "runs": runs,
+              "medians": medians,
               "wall_ratio_new_over_old_per_round": ratios, "micro": micro,
               "load_1_5_15_start": start, "load_1_5_15_end": os.getloadavg(), "machine": machine_info()}
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
