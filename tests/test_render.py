@@ -236,6 +236,29 @@ def test_latent_frames_average_to_the_blur_and_match_the_sharp_image():
         latent_frames(scene, [1.5])
 
 
+def test_latent_frames_in_chunks_reuse_one_buffer_and_equal_one_call():
+    """LatentFrames, as events call it chunk by chunk: each chunk equals latent_frames over the same times, every
+    chunk after the largest is written into the same memory, and what latent_frames returns is its own array."""
+    from blursynth.render import LatentFrames
+
+    img = photo()
+    fg = np.zeros(img.shape[:2], np.float32)
+    fg[20:60, 30:90] = 1.0
+    scene = Scene([opaque(img, curved_path(length=9.0), extend=True),
+                   Layer(photo(name="coffee"), fg, rotation_about(64, 0.3, 17))])
+    times = np.linspace(0.0, 1.0, 11)
+    want = latent_frames(scene, times)
+    stream = LatentFrames(scene)
+    first = stream(times[:5])
+    np.testing.assert_array_equal(first, want[:5])
+    base = first.__array_interface__["data"][0]
+    for a, b in ((5, 10), (10, 11)):
+        chunk = stream(times[a:b])
+        np.testing.assert_array_equal(chunk, want[a:b])
+        assert chunk.__array_interface__["data"][0] == base  # no fresh memory per chunk
+    assert not np.shares_memory(latent_frames(scene, times[:2]), latent_frames(scene, times[:2]))
+
+
 def per_pixel_blur(scene):
     """integrate_exact at its adaptive counts with every pixel gathered (no convolution or tile shortcut for the
     background), and its plan."""
