@@ -19,18 +19,13 @@ def to_gray(frames: np.ndarray) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim >= 3 and frames.shape[-1] == 3:
         r, g, b = REC709_LUMA
-        if frames.dtype == np.float32:
-            # the same float32 products and sums, in two new arrays instead of four (fresh pages cost a fault
-            # each: at 720p that was 15 MB of new memory per frame)
-            y = np.multiply(frames[..., 0], r)
-            term = np.multiply(frames[..., 1], g)
-            y += term
-            y += np.multiply(frames[..., 2], b, out=term)
-            return y
-        y = r * frames[..., 0].astype(np.float32)
-        y += g * frames[..., 1]
-        y += b * frames[..., 2]
-        return y.astype(np.float32, copy=False)
+        # two new arrays (y, and one term in the input's precision, reused): fresh pages cost a fault each, and
+        # at 720p four of them were 15 MB of new memory per frame
+        y = np.multiply(frames[..., 0].astype(np.float32, copy=False), r)
+        term = np.multiply(frames[..., 1], g)
+        y += term
+        y += np.multiply(frames[..., 2], b, out=term)
+        return y
     return frames.astype(np.float32, copy=False)
 
 
