@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..events.simulate import EVENT_DTYPE, TIME_SCALE, EventState
+from ..render import latent_times
 from ..render.pack import pack_layers
 from ..layers import Scene
 from .build import extension
@@ -286,8 +287,6 @@ class _LatentFrames:
         self.layers = _upload_layers([self.packed], device)
 
     def __call__(self, times) -> "torch.Tensor":
-        times = np.asarray(times, dtype=np.float64).reshape(-1)
-        if times.size == 0 or times.min() < 0.0 or times.max() > 1.0:
-            raise ValueError("times must be a non-empty sequence in [0, 1]")
+        times = latent_times(times)
         return _sharp_maps(self.layers, [self.packed] * len(times), [self.scene] * len(times), list(times),
                            self.device, with_map=False, shared_layers=True)[0]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..render import Exposure, blur_map_stats
+from ..render import Exposure, blur_map_stats, latent_times
 from ..render.exact import ExactPlan, plan_exact
 from ..render.pack import PackedLayers, pack_layers
 from ..layers import Scene
@@ -117,13 +117,11 @@ def render_exact_cuda(packed: PackedLayers, scene: Scene, samples: int | None = 
 def latent_frames(scene: Scene, times, device: str = "cuda"):
     """render.latent_frames on the chosen device: float32 (N, H, W, 3) linear latent images at normalized
     exposure times; numpy for "cpu", a device tensor otherwise (one launch for all times)."""
-    times = np.asarray(times, dtype=np.float64).reshape(-1)
+    times = latent_times(times)
     if device == "cpu":
         from ..render import latent_frames as latent_cpu
 
         return latent_cpu(scene, times)
-    if times.size == 0 or times.min() < 0.0 or times.max() > 1.0:
-        raise ValueError("times must be a non-empty sequence in [0, 1]")
     check_device(device)
     packed = pack_layers(scene)
     layers = _upload_layers([packed], device)

@@ -148,6 +148,15 @@ def latent_frames(scene: Scene, times) -> np.ndarray:
     return LatentFrames(scene)(times)
 
 
+def latent_times(times) -> np.ndarray:
+    """Normalized exposure times as float64 (N,), checked (ValueError unless a non-empty sequence in [0, 1]): what
+    every latent-frame renderer takes."""
+    times = np.asarray(times, dtype=np.float64).reshape(-1)
+    if times.size == 0 or times.min() < 0.0 or times.max() > 1.0:
+        raise ValueError("times must be a non-empty sequence in [0, 1]")
+    return times
+
+
 class LatentFrames:
     """`latent_frames` of one scene, called chunk after chunk: the layers are packed once, and each call renders
     into one buffer the object keeps (grown when a call asks for more frames), so a stream of chunks touches no
@@ -163,9 +172,7 @@ class LatentFrames:
         self._blur_map = None  # the kernel's other output, not needed here: one scratch image
 
     def __call__(self, times) -> np.ndarray:
-        times = np.asarray(times, dtype=np.float64).reshape(-1)
-        if times.size == 0 or times.min() < 0.0 or times.max() > 1.0:
-            raise ValueError("times must be a non-empty sequence in [0, 1]")
+        times = latent_times(times)
         width, height = self.scene.size
         if self._frames is None or len(self._frames) < times.size:
             self._frames = np.empty((times.size, height, width, 3), dtype=np.float32)
@@ -176,5 +183,5 @@ class LatentFrames:
         return out
 
 
-__all__ = ["render", "Exposure", "RenderMethod", "blur_map_stats", "latent_frames", "LatentFrames", "samples_for",
-           "RENDER_METHODS"]
+__all__ = ["render", "Exposure", "RenderMethod", "blur_map_stats", "latent_frames", "LatentFrames", "latent_times",
+           "samples_for", "RENDER_METHODS"]
