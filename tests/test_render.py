@@ -218,14 +218,19 @@ def test_psf_sums_to_one_and_matches_path():
     assert (psf * ys).sum() == pytest.approx(xy[:, 1].mean())
 
 
-def test_latent_frames_average_to_the_blur_and_match_the_sharp_image():
-    """The latent images events see are the ones the blur averages: with a fixed sample count the exact blur is
-    their mean, and frame t is the sharp image rendered at reference time t. Occlusion and rotation included."""
+def occluding_rotation_scene() -> Scene:
+    """A background on a curved path behind an opaque object that rotates about a point."""
     img = photo()
     fg = np.zeros(img.shape[:2], np.float32)
     fg[30:70, 40:100] = 1.0
-    scene = Scene([opaque(img, curved_path(length=9.0), extend=True),
-                   Layer(photo(name="coffee"), fg, rotation_about(64, 0.3, 17))])
+    return Scene([opaque(img, curved_path(length=9.0), extend=True),
+                  Layer(photo(name="coffee"), fg, rotation_about(64, 0.3, 17))])
+
+
+def test_latent_frames_average_to_the_blur_and_match_the_sharp_image():
+    """The latent images events see are the ones the blur averages: with a fixed sample count the exact blur is
+    their mean, and frame t is the sharp image rendered at reference time t. Occlusion and rotation included."""
+    scene = occluding_rotation_scene()
     n = 12
     frames = latent_frames(scene, exposure_times(n))
     assert frames.shape == (n, 96, 128, 3) and frames.dtype == np.float32
@@ -241,11 +246,7 @@ def test_latent_frames_in_chunks_reuse_one_buffer_and_equal_one_call():
     chunk after the largest is written into the same memory, and what latent_frames returns is its own array."""
     from blursynth.render import LatentFrames
 
-    img = photo()
-    fg = np.zeros(img.shape[:2], np.float32)
-    fg[20:60, 30:90] = 1.0
-    scene = Scene([opaque(img, curved_path(length=9.0), extend=True),
-                   Layer(photo(name="coffee"), fg, rotation_about(64, 0.3, 17))])
+    scene = occluding_rotation_scene()
     times = np.linspace(0.0, 1.0, 11)
     want = latent_frames(scene, times)
     stream = LatentFrames(scene)
